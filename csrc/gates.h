@@ -1,0 +1,238 @@
+// Gate and observable math shared by the CPU and CUDA kernels (DESIGN.md §2).
+//
+// Everything here is a small inline function on scalars, usable from host and
+// device code, so both kernels build their gates, entanglers, features and
+// gradients from one definition.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define QLAM_HD __host__ __device__ __forceinline__
+#else
+#define QLAM_HD inline
+#endif
+
+namespace qlam {
+
+// Largest number of qubits the fused kernels accept (both devices). The CUDA
+// backward keeps two states of 2**n complex128 values in shared memory
+// (128 KiB at n = 12), which sm_80 and newer offer.
+constexpr int kMaxQubits = 12;
+
+enum class Entangler : int { None = 0, CNOT = 1, CZ = 2, RZZ = 3 };
+
+// Number of entangled pairs: a ring for n >= 3, one pair for n = 2, none for n = 1.
+QLAM_HD int num_pairs(int n) { return n >= 3 ? n : n - 1; }
+// Pair p couples qubits (p, p+1 mod n); the ring closes with (n-1, 0).
+QLAM_HD int pair_first(int p) { return p; }
+QLAM_HD int pair_second(int p, int n) { return (p + 1) % n; }
+
+// Number of features: <X_q>,<Y_q>,<Z_q> per qubit, then 9 per chain pair.
+QLAM_HD int num_features(int n, bool pair_features) {
+  return 3 * n + (pair_features ? 9 * (n - 1) : 0);
+}
+
+QLAM_HD float qcos(float x) { return cosf(x); }
+QLAM_HD float qsin(float x) { return sinf(x); }
+QLAM_HD double qcos(double x) { return ::cos(x); }
+QLAM_HD double qsin(double x) { return ::sin(x); }
+
+template <typename T>
+struct Cplx {
+  T re, im;
+};
+
+template <typename T>
+QLAM_HD Cplx<T> cmul(Cplx<T> a, Cplx<T> b) {
+  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
+// conj(a) * b
+template <typename T>
+QLAM_HD Cplx<T> cmul_conj(Cplx<T> a, Cplx<T> b) {
+  return {a.re * b.re + a.im * b.im, a.re * b.im - a.im * b.re};
+}
+template <typename T>
+QLAM_HD Cplx<T> cadd(Cplx<T> a, Cplx<T> b) {
+  return {a.re + b.re, a.im + b.im};
+}
+
+// Index of the p-th amplitude whose bit q is 0 (p in [0, 2**(n-1))).
+QLAM_HD int64_t insert_zero_bit(int64_t p, int q) {
+  const int64_t low = p & ((int64_t(1) << q) - 1);
+  return ((p >> q) << (q + 1)) | low;
+}
+
+QLAM_HD int bit(int64_t i, int q) { return int((i >> q) & 1); }
+// Eigenvalue of Z_q on basis state i: +1 for bit 0, -1 for bit 1.
+QLAM_HD int zsign(int64_t i, int q) { return 1 - 2 * bit(i, q); }
+
+// Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi), row-major m[2*row+col]:
+//   [[ c e^{-i(phi+omega)/2}, -s e^{ i(phi-omega)/2}],
+//    [ s e^{-i(phi-omega)/2},  c e^{ i(phi+omega)/2}]],  c, s = cos, sin(theta/2).
+template <typename T>
+QLAM_HD void rot_matrix(T phi, T theta, T omega, Cplx<T> m[4]) {
+  const T c = qcos(theta / 2), s = qsin(theta / 2);
+  const T a = (phi + omega) / 2, d = (phi - omega) / 2;
+  const T ca = qcos(a), sa = qsin(a), cd = qcos(d), sd = qsin(d);
+  m[0] = {c * ca, -c * sa};
+  m[1] = {-s * cd, -s * sd};
+  m[2] = {s * cd, -s * sd};
+  m[3] = {c * ca, c * sa};
+}
+
+// Gradient of a real loss with respect to (phi, theta, omega) of one Rot gate,
+// given S[2*a+b] = sum over the pairs of conj(lambda_a) * psi_b, where psi is
+// the state entering the gate and lambda the adjoint leaving it:
+//   dL/dx = Re sum_ab S_ab dm_ab/dx.
+template <typename T>
+QLAM_HD void rot_grad(T phi, T theta, T omega, const Cplx<T> S[4], T g[3]) {
+  const T c = qcos(theta / 2), s = qsin(theta / 2);
+  const T a = (phi + omega) / 2, d = (phi - omega) / 2;
+  const T ca = qcos(a), sa = qsin(a), cd = qcos(d), sd = qsin(d);
+  Cplx<T> m[4] = {{c * ca, -c * sa}, {-s * cd, -s * sd}, {s * cd, -s * sd}, {c * ca, c * sa}};
+  // w_ab = S_ab m_ab; d/dphi multiplies m by (-i/2, +i/2, -i/2, +i/2), d/domega by (-i/2, -i/2, +i/2, +i/2).
+  T imw[4];
+  for (int k = 0; k < 4; ++k) imw[k] = cmul(S[k], m[k]).im;
+  g[0] = T(0.5) * (imw[0] - imw[1] + imw[2] - imw[3]);
+  g[2] = T(0.5) * (imw[0] + imw[1] - imw[2] - imw[3]);
+  // d/dtheta: [[-s/2 e^{-ia}, -c/2 e^{id}], [c/2 e^{-id}, -s/2 e^{ia}]].
+  const Cplx<T> dm[4] = {{-s / 2 * ca, s / 2 * sa}, {-c / 2 * cd, -c / 2 * sd},
+                         {c / 2 * cd, -c / 2 * sd}, {-s / 2 * ca, -s / 2 * sa}};
+  T gt = 0;
+  for (int k = 0; k < 4; ++k) gt += cmul(S[k], dm[k]).re;
+  g[1] = gt;
+}
+
+// The CNOT ring (CNOT(q -> q+1) for q = 0..n-2, then CNOT(n-1 -> 0) when n >= 3)
+// permutes basis states: the state |i> goes to |cnot_ring_forward(i)>.
+QLAM_HD int64_t cnot_ring_forward(int64_t i, int n) {
+  for (int p = 0; p < num_pairs(n); ++p) {
+    const int c = pair_first(p), t = pair_second(p, n);
+    i ^= int64_t(bit(i, c)) << t;
+  }
+  return i;
+}
+// Inverse permutation: the CNOTs undone in reverse order.
+QLAM_HD int64_t cnot_ring_inverse(int64_t i, int n) {
+  for (int p = num_pairs(n) - 1; p >= 0; --p) {
+    const int c = pair_first(p), t = pair_second(p, n);
+    i ^= int64_t(bit(i, c)) << t;
+  }
+  return i;
+}
+
+// Eigenvalue (+1/-1) of the CZ ring on basis state i.
+QLAM_HD int cz_ring_sign(int64_t i, int n) {
+  int parity = 0;
+  for (int p = 0; p < num_pairs(n); ++p) parity ^= bit(i, pair_first(p)) & bit(i, pair_second(p, n));
+  return parity ? -1 : 1;
+}
+
+// Phase angle of the RZZ layer on basis state i: the layer multiplies
+// amplitude i by exp(-i/2 * sum_p g_p z_p z_p'), this returns the sum.
+template <typename T>
+QLAM_HD T rzz_phase(int64_t i, int n, const T* g) {
+  T acc = 0;
+  for (int p = 0; p < num_pairs(n); ++p)
+    acc += T(zsign(i, pair_first(p)) * zsign(i, pair_second(p, n))) * g[p];
+  return acc;
+}
+
+// Single-qubit Pauli P in {0: X, 1: Y, 2: Z} as a permutation with phases:
+// row r has its one nonzero entry in column pauli_col(P, r) with value pauli_val(P, r).
+QLAM_HD int pauli_col(int P, int r) { return P == 2 ? r : r ^ 1; }
+template <typename T>
+QLAM_HD Cplx<T> pauli_val(int P, int r) {
+  if (P == 0) return {T(1), T(0)};
+  if (P == 1) return r == 0 ? Cplx<T>{T(0), T(-1)} : Cplx<T>{T(0), T(1)};
+  return {T(r == 0 ? 1 : -1), T(0)};
+}
+
+// Two-qubit Pauli A_q B_{q+1} on the local index r = b_q + 2 * b_{q+1};
+// feature j = 3 * A + B (row-major over X, Y, Z).
+QLAM_HD int pauli2_col(int j, int r) {
+  return pauli_col(j / 3, r & 1) | (pauli_col(j % 3, r >> 1) << 1);
+}
+template <typename T>
+QLAM_HD Cplx<T> pauli2_val(int j, int r) {
+  return cmul(pauli_val<T>(j / 3, r & 1), pauli_val<T>(j % 3, r >> 1));
+}
+
+// Single-qubit features from w = sum conj(a) b and z = sum |a|^2 - |b|^2 over
+// the pairs (a, b) of amplitudes with bit q = 0 and 1.
+template <typename T>
+QLAM_HD void qubit_features(Cplx<T> w, T z, T* f) {
+  f[0] = 2 * w.re;  // <X>
+  f[1] = 2 * w.im;  // <Y>
+  f[2] = z;         // <Z>
+}
+
+// The adjoint source of qubit q's features: d/dpsi of sum_P g_P <P_q> is
+// 2 * M psi with the Hermitian M = [[gZ, gX - i gY], [gX + i gY, -gZ]].
+template <typename T>
+QLAM_HD void qubit_feature_source(const T* g, Cplx<T> M[4]) {
+  M[0] = {g[2], T(0)};
+  M[1] = {g[0], -g[1]};
+  M[2] = {g[0], g[1]};
+  M[3] = {-g[2], T(0)};
+}
+
+// The adjoint source of pair (q, q+1)'s features: 2 * M psi on the local
+// index r = b_q + 2 b_{q+1}, with M = sum_j g_j (A_j (x) B_j) (Hermitian, 4x4).
+template <typename T>
+QLAM_HD void pair_feature_source(const T* g, Cplx<T> M[16]) {
+  for (int k = 0; k < 16; ++k) M[k] = {T(0), T(0)};
+  for (int j = 0; j < 9; ++j)
+    for (int r = 0; r < 4; ++r) {
+      const Cplx<T> v = pauli2_val<T>(j, r);
+      Cplx<T>& e = M[4 * r + pauli2_col(j, r)];
+      e.re += g[j] * v.re;
+      e.im += g[j] * v.im;
+    }
+}
+
+// The 16 real numbers that describe G[r][c] = sum conj(psi_r) psi_c over a
+// pair's groups of four amplitudes (G is Hermitian): the diagonal, then the
+// upper triangle (r < c) as (re, im).
+constexpr int kPairGramReals = 16;
+QLAM_HD int gram_slot(int r, int c) {  // r < c; slot of the real part
+  const int offset[4] = {0, 3, 5, 6};    // upper-triangle entries before row r
+  return 4 + 2 * (offset[r] + (c - r - 1));
+}
+
+// Adds one group's contribution (amplitudes v[0..3] on the local index) to G.
+template <typename T>
+QLAM_HD void gram_accumulate(const Cplx<T> v[4], T* acc) {
+  for (int r = 0; r < 4; ++r) acc[r] += v[r].re * v[r].re + v[r].im * v[r].im;
+  for (int r = 0; r < 4; ++r)
+    for (int c = r + 1; c < 4; ++c) {
+      const Cplx<T> w = cmul_conj(v[r], v[c]);
+      acc[gram_slot(r, c)] += w.re;
+      acc[gram_slot(r, c) + 1] += w.im;
+    }
+}
+
+// The nine pair features <A_q B_{q+1}> from G: sum_r Re(val_j(r) G[r][col_j(r)]).
+template <typename T>
+QLAM_HD void pair_features_from_gram(const T* acc, T* f) {
+  for (int j = 0; j < 9; ++j) {
+    T sum = 0;
+    for (int r = 0; r < 4; ++r) {
+      const int c = pauli2_col(j, r);
+      Cplx<T> G;
+      if (r == c) {
+        G = {acc[r], T(0)};
+      } else if (r < c) {
+        G = {acc[gram_slot(r, c)], acc[gram_slot(r, c) + 1]};
+      } else {
+        G = {acc[gram_slot(c, r)], -acc[gram_slot(c, r) + 1]};
+      }
+      sum += cmul(pauli2_val<T>(j, r), G).re;
+    }
+    f[j] = sum;
+  }
+}
+
+}  // namespace qlam

@@ -1,0 +1,42 @@
+"""Prints how qlam was built: `python -m qlam.info` or `qlam.show_config()`."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from . import _extension
+
+
+def show_config() -> str:
+    """Returns (and prints) the build configuration; warns on a torch mismatch."""
+    lines = [f"qlam {__import__('qlam').__version__}", f"installed torch: {torch.__version__}"]
+    if not _extension.AVAILABLE:
+        lines.append(f"compiled extension: NOT available ({_extension.IMPORT_ERROR})")
+        lines.append("fallback: qlam.reference (pure PyTorch)")
+    else:
+        info = _extension.build_info()
+        lines += [
+            f"built against torch: {info['torch_version']}",
+            f"CUDA kernels: {'yes' if info['with_cuda'] else 'no'}",
+        ]
+        if info["with_cuda"]:
+            lines += [f"CUDA architectures: {info['cuda_archs']}", f"nvcc: {info['cuda_version']}"]
+        lines += [
+            f"largest n_qubits: {info['max_qubits']}",
+            f"CUDA device visible: {torch.cuda.is_available()}",
+        ]
+        if info["torch_version"] != torch.__version__:
+            message = (
+                f"qlam was built against torch {info['torch_version']} but torch {torch.__version__} "
+                "is installed; rebuild with `pip install --no-build-isolation .`"
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            lines.append("WARNING: " + message)
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    show_config()

@@ -1,0 +1,222 @@
+"""qlam.QLAM: a drop-in replacement for torch.nn.LSTM / nn.GRU (DESIGN.md §4)."""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import _extension, ops, reference
+
+BACKENDS = ("auto", "kernel", "reference")
+
+_warned_fallback = False
+
+
+def _warn_fallback_once(reason: str) -> None:
+    global _warned_fallback
+    if not _warned_fallback:
+        _warned_fallback = True
+        warnings.warn(
+            f"qlam.QLAM(backend='auto') is using the pure-PyTorch reference scan because {reason}; "
+            "it is much slower and its memory grows with the sequence length",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverses each sequence of x (B, T, ...) within its length; padding stays in place."""
+    B, T = x.shape[:2]
+    t = torch.arange(T, device=x.device).expand(B, T)
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    return x.gather(1, index.reshape(B, T, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class QLAMDirection(nn.Module):
+    """One layer and direction: angles and query from x_t, the scan, and the readout."""
+
+    def __init__(self, input_size, hidden_size, n_qubits, n_heads, depth, entangler, n_measurements,
+                 pair_features, bias, device=None, dtype=None):
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.n_qubits, self.n_heads, self.depth = n_qubits, n_heads, depth
+        self.entangler, self.pair_features, self.n_measurements = entangler, pair_features, n_measurements
+        self.n_features = reference.num_features(n_qubits, pair_features)
+        n_ent = n_heads * depth * reference.num_pairs(n_qubits) if entangler == "rzz" else 0
+        self.angles = nn.Linear(input_size, n_heads * depth * n_qubits * 3 + n_ent, bias=bias, **kw)
+        self.query = nn.Linear(input_size, n_heads * n_measurements * self.n_features, bias=bias, **kw)
+        self.readout = nn.Linear(n_heads * n_measurements, hidden_size, bias=bias, **kw)
+        with torch.no_grad():  # angles start spread over a full turn, so no gate starts degenerate
+            if bias:
+                self.angles.bias.uniform_(-math.pi, math.pi)
+
+    def forward(self, x: Tensor, init_state: Optional[Tensor], lengths: Optional[Tensor], use_kernel: bool,
+                checkpoint_every: Optional[int]) -> Tuple[Tensor, Tensor]:
+        B, T, _ = x.shape
+        H, L, n = self.n_heads, self.depth, self.n_qubits
+        raw = self.angles(x)
+        # The scan runs in float32 at least, also under autocast (half angles lose the phase).
+        if raw.dtype not in (torch.float32, torch.float64):
+            raw = raw.float()
+        n_rot = H * L * n * 3
+        angles = raw[..., :n_rot].reshape(B, T, H, L, n, 3)
+        ent = raw[..., n_rot:].reshape(B, T, H, L, -1) if self.entangler == "rzz" else None
+        if init_state is not None:
+            init_state = init_state.to(torch.complex128 if angles.dtype == torch.float64 else torch.complex64)
+        if use_kernel:
+            feats, final = ops.scan(angles, ent, init_state, lengths, self.entangler, self.pair_features,
+                                    checkpoint_every=checkpoint_every)
+        else:
+            feats, final = reference.scan(angles, ent, init_state, lengths, self.entangler, self.pair_features)
+        query = self.query(x).reshape(B, T, H, self.n_measurements, self.n_features)
+        # y[h, j] = sum_k Q[h, j, k] f[h, k]: the expectation of the query-chosen observable.
+        readings = torch.einsum("bthjk,bthk->bthj", query.to(feats.dtype), feats)
+        return self.readout(readings.reshape(B, T, -1).to(x.dtype)), final
+
+
+class QLAM(nn.Module):
+    """Quantum Long-Attention Memory layer with the interface of ``nn.LSTM``.
+
+    ``output, state = layer(x, state=None)`` with ``x`` of shape (T, B, input_size)
+    (or (B, T, input_size) with ``batch_first=True``) or a ``PackedSequence``.
+    ``output`` has width ``hidden_size * (2 if bidirectional else 1)``; ``state``
+    is the complex tensor of final quantum states, shape
+    (num_layers * num_directions, B, n_heads, 2**n_qubits), which can be passed
+    back in to continue the sequences.
+
+    Args beyond nn.LSTM's: ``n_qubits`` per head, ``n_heads`` independent
+    memories, ``depth`` circuit layers per token, ``entangler`` ("cnot", "cz",
+    "rzz", "none"), ``n_measurements`` query-chosen observables read per head,
+    ``pair_features`` (also measure two-qubit Paulis), ``backend`` ("auto":
+    the fused kernel where it can run, else the reference with a warning;
+    "kernel"; "reference") and ``checkpoint_every`` (see ``qlam.ops.scan``).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 n_qubits: int = 6, n_heads: int = 4, depth: int = 2, entangler: str = "cnot",
+                 n_measurements: int = 4, pair_features: bool = False, backend: str = "auto",
+                 checkpoint_every: Optional[int] = None, device=None, dtype=None):
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
+                            ("n_qubits", n_qubits), ("n_heads", n_heads), ("depth", depth),
+                            ("n_measurements", n_measurements)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"QLAM: {name} must be a positive integer, got {value!r}")
+        if entangler not in reference.ENTANGLERS:
+            raise ValueError(f"QLAM: entangler must be one of {reference.ENTANGLERS}, got {entangler!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"QLAM: backend must be one of {BACKENDS}, got {backend!r}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"QLAM: dropout must be in [0, 1], got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
+        self.n_qubits, self.n_heads, self.depth, self.entangler = n_qubits, n_heads, depth, entangler
+        self.n_measurements, self.pair_features = n_measurements, pair_features
+        self.backend, self.checkpoint_every = backend, checkpoint_every
+        self.num_directions = 2 if bidirectional else 1
+        cells = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size * self.num_directions
+            for _ in range(self.num_directions):
+                cells.append(QLAMDirection(layer_input, hidden_size, n_qubits, n_heads, depth, entangler,
+                                           n_measurements, pair_features, bias, device=device, dtype=dtype))
+        self.cells = nn.ModuleList(cells)
+
+    def extra_repr(self) -> str:
+        s = (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, n_qubits={self.n_qubits}, "
+             f"n_heads={self.n_heads}, depth={self.depth}, entangler={self.entangler!r}, "
+             f"n_measurements={self.n_measurements}")
+        for name in ("batch_first", "bidirectional", "pair_features"):
+            if getattr(self, name):
+                s += f", {name}=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+    def _use_kernel(self, device: torch.device) -> bool:
+        if self.backend == "reference":
+            return False
+        if self.backend == "kernel":
+            _extension.require()
+            return True
+        if not _extension.AVAILABLE:
+            _warn_fallback_once(f"the compiled extension is not available ({_extension.IMPORT_ERROR})")
+            return False
+        if self.n_qubits > _extension.max_qubits():
+            _warn_fallback_once(f"n_qubits={self.n_qubits} exceeds the kernels' maximum {_extension.max_qubits()}")
+            return False
+        if not _extension.supports(device):
+            _warn_fallback_once(f"the extension was built without kernels for {device.type}")
+            return False
+        return True
+
+    def initial_state(self, batch_size: int, device=None, dtype=torch.complex64) -> Tensor:
+        """The |0...0> states: (num_layers * num_directions, B, n_heads, 2**n_qubits)."""
+        state = torch.zeros(self.num_layers * self.num_directions, batch_size, self.n_heads, 2**self.n_qubits,
+                            device=device, dtype=dtype)
+        state[..., 0] = 1
+        return state
+
+    def forward(self, x: Union[Tensor, PackedSequence], state: Optional[Tensor] = None,
+                lengths: Optional[Tensor] = None) -> Tuple[Union[Tensor, PackedSequence], Tensor]:
+        """Runs the layer; ``lengths`` (B,) optionally marks padding of a tensor input."""
+        packed = isinstance(x, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("QLAM: pass lengths only with a padded tensor, not with a PackedSequence")
+            sorted_indices, unsorted_indices = x.sorted_indices, x.unsorted_indices
+            x, lengths = pad_packed_sequence(x, batch_first=True)
+        else:
+            if x.dim() != 3:
+                raise ValueError(f"QLAM: input must be (T, B, input_size) or (B, T, input_size) with batch_first, "
+                                 f"or a PackedSequence; got shape {tuple(x.shape)}")
+            if not self.batch_first:
+                x = x.transpose(0, 1)
+        B, T, features = x.shape
+        if features != self.input_size:
+            raise ValueError(f"QLAM: expected input_size={self.input_size} features, got {features}")
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths).to(device=x.device, dtype=torch.long)
+            if lengths.shape != (B,):
+                raise ValueError(f"QLAM: lengths must have shape ({B},), got {tuple(lengths.shape)}")
+        expected = (self.num_layers * self.num_directions, B, self.n_heads, 2**self.n_qubits)
+        if state is not None and tuple(state.shape) != expected:
+            raise ValueError(f"QLAM: state must have shape {expected} "
+                             "(num_layers * num_directions, B, n_heads, 2**n_qubits), "
+                             f"got {tuple(state.shape)}")
+        use_kernel = self._use_kernel(x.device)
+        finals = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                cell = self.cells[index]
+                init = state[index] if state is not None else None
+                inp = layer_input
+                if direction == 1:
+                    inp = _reverse_padded(inp, lengths) if lengths is not None else inp.flip(1)
+                out, final = cell(inp, init, lengths, use_kernel, self.checkpoint_every)
+                if direction == 1:
+                    out = _reverse_padded(out, lengths) if lengths is not None else out.flip(1)
+                outputs.append(out)
+                finals.append(final)
+            layer_input = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+            if self.dropout and self.training and layer + 1 < self.num_layers:
+                layer_input = nn.functional.dropout(layer_input, p=self.dropout)
+        output, new_state = layer_input, torch.stack(finals)
+        if packed:
+            # Repack with the input's own ordering, as nn.LSTM does.
+            order = sorted_indices if sorted_indices is not None else torch.arange(B, device=x.device)
+            pk = pack_padded_sequence(output.index_select(0, order.to(output.device)), lengths[order.to(lengths.device)].cpu(),
+                                      batch_first=True, enforce_sorted=True)
+            return PackedSequence(pk.data, pk.batch_sizes, sorted_indices, unsorted_indices), new_state
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        return output, new_state
