@@ -53,9 +53,9 @@ ScanShape check_forward_inputs(const Tensor& angles, const OptTensor& ent_angles
               "qlam.scan: the last dimension of angles holds (phi, theta, omega) and must be 3, got ",
               shape_str(angles));
   s.n = angles.sym_size(4).guard_int(__FILE__, __LINE__);
-  TORCH_CHECK(s.n >= 1 && s.n <= kMaxQubits, "qlam.scan: n_qubits (angles.shape[4]) must be in [1, ",
-              kMaxQubits, "] for the fused kernels, got ", s.n,
-              "; use qlam.reference.scan for larger states");
+  TORCH_CHECK(s.n >= 1, "qlam.scan: n_qubits (angles.shape[4]) must be in [1, ", kMaxQubits, "], got ", s.n);
+  TORCH_CHECK(s.n <= kMaxQubits, "qlam.scan: n_qubits (angles.shape[4]) must be in [1, ", kMaxQubits,
+              "] for the fused kernels, got ", s.n, "; qlam.reference.scan simulates larger states (slowly)");
   s.B = angles.sym_size(0);
   s.T = angles.sym_size(1);
   s.H = angles.sym_size(2);

@@ -17,25 +17,25 @@ except ImportError as error:  # not built, or built against another torch
     IMPORT_ERROR = error
 
 AVAILABLE = _C is not None
+# Read once: a plain dict that torch.compile can trace through (a pybind call it cannot).
+_BUILD_INFO = dict(_C.build_info()) if AVAILABLE else {}
 
 
 def build_info() -> dict:
     """How the extension was built: with_cuda, cuda_archs, cuda_version, torch_version, max_qubits."""
     require()
-    return dict(_C.build_info())
+    return dict(_BUILD_INFO)
 
 
 def max_qubits() -> int:
-    return build_info()["max_qubits"] if AVAILABLE else 0
+    return _BUILD_INFO.get("max_qubits", 0)
 
 
 def supports(device: torch.device) -> bool:
     """Whether the compiled kernels can run on this device."""
-    if not AVAILABLE:
-        return False
     if device.type == "cpu":
-        return True
-    return device.type == "cuda" and build_info()["with_cuda"]
+        return AVAILABLE
+    return device.type == "cuda" and _BUILD_INFO.get("with_cuda", False)
 
 
 def require() -> None:

@@ -163,7 +163,7 @@ def scan(
             gate_t = gates[:, t, :, layer].reshape(S, n, 2, 2)
             for q in range(n):
                 new = apply_1q(new, gate_t[:, q], q)
-            g = ent_angles[:, t, :, layer].reshape(S, -1) if entangler == "rzz" else None
+            g = ent_angles[:, t, :, layer].reshape(S, num_pairs(n)) if entangler == "rzz" else None
             new = apply_entangler(new, entangler, g)
         keep = active[t][:, None]
         psi = torch.where(keep, new, psi)

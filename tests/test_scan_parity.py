@@ -1,0 +1,87 @@
+"""The fused kernels agree with qlam.reference in float64: features, final
+state and every gradient, over many shapes and options."""
+import itertools
+
+import pytest
+import torch
+
+import qlam
+from qlam import reference
+from scan_cases import DEVICES, Case, assert_close_results, make_inputs, value_and_grads
+
+CASES = [
+    Case(),
+    Case(T=1),
+    Case(T=7, H=1),
+    Case(B=3, T=9, H=3, L=1, n=1),
+    Case(B=1, T=4, H=2, L=3, n=2),
+    Case(B=2, T=3, H=1, L=1, n=7),
+    Case(B=1, T=2, H=1, L=1, n=12, with_lengths=False),
+    Case(B=1, T=2, H=1, L=1, n=12, pair_features=True, entangler="rzz", with_lengths=False),
+    Case(B=4, T=6, H=2, L=2, n=4, with_init=False),
+    Case(B=3, T=5, H=2, L=2, n=5, noncontiguous=True),
+    Case(B=2, T=0, H=2, L=2, n=3, with_lengths=False),
+    Case(B=0, T=3, H=2, L=2, n=3, with_lengths=False),
+    Case(B=2, T=3, H=2, L=0, n=3),
+]
+# Every entangler with and without pair features, on a few of the shapes.
+MATRIX = [
+    Case(B=c.B, T=c.T, H=c.H, L=c.L, n=c.n, entangler=e, pair_features=p, with_init=c.with_init,
+         with_lengths=c.with_lengths, noncontiguous=c.noncontiguous)
+    for c, e, p in itertools.product(CASES, reference.ENTANGLERS, (False, True))
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", MATRIX, ids=str)
+def test_kernel_matches_reference_float64(case, device):
+    args = make_inputs(case, device=device, requires_grad=True)
+    got = value_and_grads(qlam.ops.scan, args)
+    want = value_and_grads(reference.scan, args)
+    assert_close_results(got, want, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", [Case(n=4, entangler=e, pair_features=True) for e in reference.ENTANGLERS], ids=str)
+def test_kernel_matches_reference_float32(case):
+    args32 = make_inputs(case, dtype=torch.float32, requires_grad=True)
+    args64 = make_inputs(case, dtype=torch.float64, requires_grad=True)
+    got = value_and_grads(qlam.ops.scan, args32)
+    want = value_and_grads(reference.scan, args64)
+    for a, b in zip(got[:2], want[:2]):
+        torch.testing.assert_close(a.to(b.dtype), b, atol=2e-5, rtol=0)
+    for a, b in zip(got[2], want[2]):
+        torch.testing.assert_close(a.to(b.dtype), b, atol=2e-4, rtol=0)
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 5, 100])
+@pytest.mark.parametrize("entangler", ["cnot", "rzz"])
+def test_checkpointed_scan_matches_plain_scan(every, entangler):
+    case = Case(B=3, T=10, H=2, L=2, n=4, entangler=entangler)
+    args = make_inputs(case, requires_grad=True)
+    plain = value_and_grads(qlam.ops.scan, args)
+    ckpt = value_and_grads(lambda **kw: qlam.ops.scan(**kw, checkpoint_every=every), args)
+    assert_close_results(ckpt, plain, atol=1e-12, rtol=1e-12)
+
+
+def test_padding_positions_keep_state_and_give_zero_features():
+    case = Case(B=3, T=6, n=3)
+    args = make_inputs(case)
+    args["lengths"] = torch.tensor([6, 2, 0])
+    features, final = qlam.ops.scan(**args)
+    assert features[1, 2:].abs().max() == 0 and features[2].abs().max() == 0
+    torch.testing.assert_close(final[2], args["init_state"][2])  # length 0: the state is untouched
+    short = {**args, "angles": args["angles"][1:2, :2], "init_state": args["init_state"][1:2], "lengths": None}
+    f_short, final_short = qlam.ops.scan(**short)
+    torch.testing.assert_close(final[1:2], final_short)
+    torch.testing.assert_close(features[1:2, :2], f_short)
+
+
+def test_features_of_the_initial_state_are_its_paulis():
+    # No gates at all (L = 0): the features are the expectations of |0...0>: <Z> = 1, the rest 0.
+    args = make_inputs(Case(B=1, T=2, H=1, L=0, n=3, with_init=False, with_lengths=False, pair_features=True))
+    features, final = qlam.ops.scan(**args)
+    expected = torch.zeros(3 * 3 + 9 * 2, dtype=torch.float64)
+    expected[2::3][:3] = 1  # <Z_q>
+    expected[9 + 8] = expected[9 + 9 + 8] = 1  # <Z_q Z_q+1>
+    torch.testing.assert_close(features[0, 0, 0], expected)
+    torch.testing.assert_close(final[0, 0, 0], torch.tensor(1, dtype=torch.complex128))
