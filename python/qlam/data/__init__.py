@@ -1,0 +1,7 @@
+"""qlam.data: the sequential image tasks (sMNIST, psMNIST, sFashion-MNIST, sCIFAR-10) and their loader."""
+from .loader import BatchLoader
+from .roots import DatasetNotFoundError, candidate_roots, writable_root
+from .tasks import TASKS, TaskData, build_task, permutation
+
+__all__ = ["BatchLoader", "DatasetNotFoundError", "TASKS", "TaskData", "build_task", "candidate_roots",
+           "permutation", "writable_root"]

@@ -1,0 +1,61 @@
+"""Pieces shared by the sequence classifiers: pre-norm residual blocks, a gated feed-forward, pooling."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class GatedFeedForward(nn.Module):
+    """GLU feed-forward: W2 (GELU(W_g x) * W_v x)."""
+
+    def __init__(self, d_model: int, mult: int, dropout: float):
+        super().__init__()
+        hidden = d_model * mult
+        self.inp = nn.Linear(d_model, 2 * hidden)
+        self.out = nn.Linear(hidden, d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, value = self.inp(x).chunk(2, dim=-1)
+        return self.out(self.drop(nn.functional.gelu(gate) * value))
+
+
+class ResidualBlock(nn.Module):
+    """x + mixer(norm(x)), then x + ff(norm(x)) (pre-norm); ``mixer`` maps (B, T, d) to (B, T, d)."""
+
+    def __init__(self, mixer: nn.Module, d_model: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.norm1, self.mixer, self.drop = nn.LayerNorm(d_model), mixer, nn.Dropout(dropout)
+        self.ff = GatedFeedForward(d_model, ff_mult, dropout) if ff_mult else None
+        self.norm2 = nn.LayerNorm(d_model) if ff_mult else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop(self.mixer(self.norm1(x)))
+        if self.ff is not None:
+            x = x + self.drop(self.ff(self.norm2(x)))
+        return x
+
+
+class SequenceClassifier(nn.Module):
+    """encoder (per token) -> blocks -> norm -> pooling -> linear head. Input (B, T, C), output logits (B, K)."""
+
+    def __init__(self, in_channels: int, d_model: int, blocks, n_classes: int, pooling: str, pre=None):
+        super().__init__()
+        self.encoder = nn.Linear(in_channels, d_model)
+        self.pre = pre  # e.g. positional encoding, applied after the encoder
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(d_model)
+        self.pooling = pooling
+        self.head = nn.Linear(d_model, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        x = self.encoder(x)
+        if self.pre is not None:
+            x = self.pre(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.features(x)
+        pooled = h.mean(dim=1) if self.pooling == "mean" else h[:, -1]
+        return self.head(pooled)

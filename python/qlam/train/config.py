@@ -1,0 +1,167 @@
+"""The training config: its typed schema, YAML loading and dotted-key overrides.
+
+``load_config("configs/smnist/qlam.yaml", ["train.lr=3e-4", "model.qlam.n_heads=2"])``
+returns a validated ``Config``; ``python -m qlam.train --help-config`` lists every key.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, Literal, Optional
+
+import yaml
+
+from .schema import ConfigError, build, field, to_dict
+
+TaskName = Literal["smnist", "psmnist", "sfmnist", "scifar10", "scifar10_gray"]
+ModelName = Literal["qlam", "lstm", "transformer", "ssm"]
+
+
+@dataclass
+class TaskConfig:
+    name: TaskName = field("smnist", help="the task")
+    data_root: Optional[str] = field(None, help="data folder; else $QLAM_DATA, else ~/.cache/qlam/data")
+    download: bool = field(False, help="download missing files (needs internet)")
+    verify_md5: bool = field(True, help="check CIFAR-10 batches against the known md5s")
+    val_size: int = field(5000, ge=0, help="training images held out for validation (seeded split)")
+    split_seed: int = field(0, help="seed of the train/validation split")
+    train_subset: Optional[int] = field(None, ge=1, help="use only this many training images")
+    val_subset: Optional[int] = field(None, ge=1, help="use only this many validation images")
+    test_subset: Optional[int] = field(None, ge=1, help="use only the first this many test images")
+    permutation_seed: int = field(12008, help="psmnist: torch.manual_seed(seed); torch.randperm(784)")
+    downsample: int = field(1, ge=1, help="average-pool images by this factor first (1 = the real task)")
+
+
+@dataclass
+class QLAMOptions:
+    n_qubits: int = field(6, ge=1, help="qubits per head")
+    n_heads: int = field(4, ge=1, help="independent quantum memories")
+    depth: int = field(2, ge=1, help="circuit layers per token")
+    entangler: Literal["cnot", "cz", "rzz", "none"] = field("cnot")
+    n_measurements: int = field(4, ge=1, help="query-chosen observables read per head")
+    pair_features: bool = field(False, help="also measure two-qubit Paulis")
+    backend: Literal["auto", "kernel", "reference"] = field("auto")
+    checkpoint_every: Optional[int] = field(None, ge=1, help="keep every k-th state for the backward")
+
+
+@dataclass
+class TransformerOptions:
+    n_heads: int = field(4, ge=1, help="attention heads (must divide d_model)")
+    positional: Literal["sinusoidal", "learned"] = field("sinusoidal")
+
+
+@dataclass
+class SSMOptions:
+    d_state: int = field(64, ge=2, help="S4D state size per channel (even)")
+    dt_min: float = field(0.001, gt=0)
+    dt_max: float = field(0.1, gt=0)
+    lr: float = field(0.001, gt=0, help="learning rate of A, dt (no weight decay), as in S4D")
+
+
+@dataclass
+class ModelConfig:
+    name: ModelName = field("qlam", help="the model")
+    d_model: int = field(64, ge=1, help="width of the residual stream (LSTM: hidden size)")
+    n_layers: int = field(2, ge=1, help="blocks (LSTM: layers)")
+    dropout: float = field(0.0, ge=0.0, lt=1.0)
+    pooling: Literal["mean", "last"] = field("mean", help="how the sequence becomes one vector")
+    ff_mult: int = field(2, ge=0, help="gated feed-forward width multiple (0 = none; not LSTM)")
+    qlam: QLAMOptions = field(QLAMOptions())
+    transformer: TransformerOptions = field(TransformerOptions())
+    ssm: SSMOptions = field(SSMOptions())
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(10, ge=1)
+    batch_size: int = field(64, ge=1, help="global batch (split over processes)")
+    eval_batch_size: int = field(256, ge=1)
+    lr: float = field(1e-3, gt=0)
+    weight_decay: float = field(0.01, ge=0)
+    warmup_fraction: float = field(0.05, ge=0, le=1, help="share of steps with a linear warm-up")
+    min_lr_ratio: float = field(0.0, ge=0, le=1, help="cosine decays to lr * this")
+    grad_clip: float = field(1.0, ge=0, help="max gradient norm (0 = off)")
+    label_smoothing: float = field(0.0, ge=0, lt=1)
+    seed: int = field(0)
+    deterministic: bool = field(False, help="torch.use_deterministic_algorithms(True)")
+    precision: Literal["auto", "fp32", "bf16"] = field("auto", help="auto: bf16 autocast on GPU, fp32 on CPU")
+    compile: bool = field(False, help="torch.compile the model")
+    device: Literal["auto", "cpu", "cuda"] = field("auto")
+    num_threads: Optional[int] = field(None, ge=1, help="CPU threads (torch.set_num_threads)")
+    max_steps_per_epoch: Optional[int] = field(None, ge=1, help="cut epochs short (smoke tests)")
+    checkpoint_every_steps: Optional[int] = field(None, ge=1, help="also save `last` every this many steps")
+
+
+@dataclass
+class OutputConfig:
+    dir: str = field("runs", help="parent folder of run folders")
+    name: Optional[str] = field(None, help="run folder name; default <task>-<model>-seed<seed>")
+    plots: bool = field(True, help="write learning-curve PNGs")
+    progress: bool = field(True, help="show progress bars")
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(TaskConfig())
+    model: ModelConfig = field(ModelConfig())
+    train: TrainConfig = field(TrainConfig())
+    output: OutputConfig = field(OutputConfig())
+
+    def run_dir(self) -> Path:
+        name = self.output.name or f"{self.task.name}-{self.model.name}-seed{self.train.seed}"
+        return Path(self.output.dir) / name
+
+    def to_dict(self) -> Dict[str, Any]:
+        return to_dict(self)
+
+
+def apply_override(data: Dict[str, Any], item: str) -> None:
+    """Sets ``a.b.c=value`` in a nested dict; the value is read as YAML (numbers, true, null, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=3e-4")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r}: bad key {key!r}")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def config_from_dict(data: Dict[str, Any], overrides: Iterable[str] = ()) -> Config:
+    data = copy.deepcopy(data or {})
+    for item in overrides:
+        apply_override(data, item)
+    cfg = build(Config, data)
+    _check_consistency(cfg)
+    return cfg
+
+
+def load_config(path, overrides: Iterable[str] = ()) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    try:
+        return config_from_dict(data, overrides)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def _check_consistency(cfg: Config) -> None:
+    m = cfg.model
+    if m.name == "transformer" and m.d_model % m.transformer.n_heads:
+        raise ConfigError(f"model.transformer.n_heads={m.transformer.n_heads} must divide "
+                          f"model.d_model={m.d_model}")
+    if m.name == "ssm" and m.ssm.d_state % 2:
+        raise ConfigError(f"model.ssm.d_state must be even, got {m.ssm.d_state}")
+    if m.ssm.dt_min > m.ssm.dt_max:
+        raise ConfigError(f"model.ssm.dt_min={m.ssm.dt_min} must not exceed model.ssm.dt_max={m.ssm.dt_max}")
