@@ -112,7 +112,10 @@ def load_cifar10(data_root: Optional[str] = None, download: bool = False, verify
         if not download:
             raise not_found("CIFAR10", [r / "cifar-10-batches-py" for r in roots], HOW["CIFAR10"])
         root = writable_root(data_root)
-    cls = type("CIFAR10", (_CIFAR10,), {"verify_md5": verify_md5})
+    attrs = {"verify_md5": verify_md5}
+    if not verify_md5:
+        attrs["meta"] = dict(_CIFAR10.meta, md5=None)
+    cls = type("CIFAR10", (_CIFAR10,), attrs)
     out = []
     for train in (True, False):
         try:

@@ -1,6 +1,8 @@
 """Progress display on the main process: a tqdm bar per epoch (loss, accuracy, tokens/s) and summaries."""
 from __future__ import annotations
 
+import sys
+
 from tqdm.auto import tqdm
 
 
@@ -36,3 +38,4 @@ class Progress:
     def message(self, text: str) -> None:
         if self.verbose:
             tqdm.write(text)
+            sys.stdout.flush()
