@@ -32,7 +32,7 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--force", action="store_true", help="start over in a run folder that holds a run")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--help-config", action="store_true", help="list every config key and exit")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.help_config:
         print(describe(Config))
         return 0
