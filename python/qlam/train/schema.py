@@ -8,6 +8,7 @@ float, str, Optional, Literal, nested dataclasses).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from typing import Any, Dict, Literal, Union
 
@@ -97,7 +98,10 @@ def build(cls, data: Any, prefix: str = ""):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            raise ConfigError(f"unknown key {prefix}{key!r}; allowed keys in {where}: {', '.join(fields)}")
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown key {prefix + str(key)!r}{hint}; allowed keys in {where}: "
+                              f"{', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, f in fields.items():
