@@ -85,3 +85,32 @@ def test_features_of_the_initial_state_are_its_paulis():
     expected[9 + 8] = expected[9 + 9 + 8] = 1  # <Z_q Z_q+1>
     torch.testing.assert_close(features[0, 0, 0], expected)
     torch.testing.assert_close(final[0, 0, 0], torch.tensor(1, dtype=torch.complex128))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("entangler", ["cnot", "cz", "none"])
+def test_many_state_groups(entangler, dtype):
+    # 111 states: several SIMD lane groups of the CPU kernel (16 float32 or 8 float64 states) and a
+    # partial last one, with sequences of every length.
+    case = Case(B=37, T=9, H=3, L=2, n=4, entangler=entangler)
+    args = make_inputs(case, dtype=dtype, requires_grad=True)
+    args64 = make_inputs(case, requires_grad=True)
+    for a in (args, args64):
+        a["lengths"][1:3] = torch.tensor([0, 1])
+    got, want = value_and_grads(qlam.ops.scan, args), value_and_grads(reference.scan, args64)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    for a, b in zip(got[:2] + tuple(got[2]), want[:2] + tuple(want[2])):
+        torch.testing.assert_close(a.to(b.dtype), b, atol=10 * tol, rtol=tol)
+
+
+@pytest.mark.parametrize("chunk", ["1", "4", "7"])
+def test_token_chunks(chunk, monkeypatch):
+    # The CPU kernel runs long sequences in chunks of tokens (scan_cpu.cpp); force short chunks
+    # so that lengths end inside and at the edges of chunks and checkpoints cross them.
+    monkeypatch.setenv("QLAM_CPU_CHUNK_TOKENS", chunk)
+    case = Case(B=23, T=29, H=2, L=2, n=4)
+    args = make_inputs(case, requires_grad=True)
+    args["lengths"][1:6] = torch.tensor([0, 1, 4, 7, 8])
+    got = value_and_grads(lambda **kw: qlam.ops.scan(**kw, checkpoint_every=3), args)
+    want = value_and_grads(reference.scan, args)
+    assert_close_results(got, want, atol=1e-10, rtol=1e-10)

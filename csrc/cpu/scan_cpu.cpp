@@ -1,20 +1,145 @@
-// CPU kernels of qlam::scan_forward and qlam::scan_backward: each (b, h)
-// state runs the whole sequence in one task, states in parallel.
+// CPU kernels of qlam::scan_forward and qlam::scan_backward.
+//
+// Calls the lane kernels cover (lane_program.h: every entangler but rzz, no
+// pair features) run vectorised across groups of states, chunk by chunk over
+// the sequence; the rest run the scalar per-state program (state_program.h),
+// one state per task. Both are parallel over states.
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdlib>
+
+#include "lane_program.h"
 #include "sequential_executor.h"
 
 namespace qlam {
 namespace {
 
+// Trig values kept per chunk: bounds the pre-pass's memory whatever T is.
+// QLAM_CPU_CHUNK_TOKENS overrides the chunk length (the tests use it to cross
+// chunk edges at small sizes).
+constexpr int64_t kTrigBudget = int64_t(1) << 22;
+
+int64_t chunk_tokens_override() {
+  const char* env = std::getenv("QLAM_CPU_CHUNK_TOKENS");
+  const long long v = env ? std::atoll(env) : 0;
+  return v > 0 ? int64_t(v) : 0;
+}
+
+// cos/sin of theta/2, (phi + omega)/2, (phi - omega)/2 of every gate of tokens [t0, t1).
+Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1) {
+  const Tensor a = angles.narrow(1, t0, t1 - t0);
+  const Tensor phi = a.select(-1, 0), theta = a.select(-1, 1), omega = a.select(-1, 2);
+  const Tensor half_theta = theta * 0.5, sum = (phi + omega) * 0.5, diff = (phi - omega) * 0.5;
+  return at::stack({half_theta.cos(), half_theta.sin(), sum.cos(), sum.sin(), diff.cos(), diff.sin()}, -1);
+}
+
+struct RingTables {
+  std::vector<int32_t> perm, perm_inv;
+  std::vector<int8_t> cz_sign;
+  explicit RingTables(int n) : perm(int64_t(1) << n), perm_inv(int64_t(1) << n), cz_sign(int64_t(1) << n) {
+    for (int64_t i = 0; i < (int64_t(1) << n); ++i) {
+      perm[i] = int32_t(cnot_ring_forward(i, n));
+      perm_inv[i] = int32_t(cnot_ring_inverse(i, n));
+      cz_sign[i] = int8_t(cz_ring_sign(i, n));
+    }
+  }
+};
+
+// The chunks of the sequence, in the order they are processed.
+template <typename T>
+std::vector<std::pair<int64_t, int64_t>> token_chunks(const ScanArgs<T>& a, bool reverse) {
+  const int64_t per_token = std::max<int64_t>(1, a.B * a.H * a.L * a.n * kTrigPerGate);
+  const int64_t fixed = chunk_tokens_override();
+  const int64_t chunk = fixed > 0 ? fixed : std::max<int64_t>(1, kTrigBudget / per_token);
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  for (int64_t t0 = 0; t0 < a.T_len; t0 += chunk) chunks.push_back({t0, std::min(a.T_len, t0 + chunk)});
+  if (reverse) std::reverse(chunks.begin(), chunks.end());
+  return chunks;
+}
+
+template <typename T>
+void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
+  // The running states live in final_state from the start.
+  if (f.init_state.defined()) {
+    f.final_state.copy_(f.init_state);
+  } else {
+    f.final_state.zero_();
+    f.final_state.select(-1, 0).fill_(1);
+  }
+  const int64_t groups = (a.num_states() + Lanes<T>::W - 1) / Lanes<T>::W;
+  Tensor norm0 = at::zeros({a.num_states()}, f.angles.options().dtype(at::kDouble));
+  RingTables rings(a.n);
+  bool first = true;
+  for (auto [t0, t1] : token_chunks(a, false)) {
+    const Tensor trig = gate_trig(f.angles, t0, t1).contiguous();
+    LaneTask<T> task;
+    task.a = a;
+    task.trig = trig.const_data_ptr<T>();
+    task.t0 = t0; task.t1 = t1;
+    task.first_chunk = first;
+    task.norm0 = norm0.data_ptr<double>();
+    task.cnot_perm = rings.perm.data();
+    task.cnot_perm_inv = rings.perm_inv.data();
+    task.cz_sign = rings.cz_sign.data();
+    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+      LaneScratch<T> scratch(a.N);
+      for (int64_t g = begin; g < end; ++g) lane_forward_group(task, g, scratch);
+    });
+    first = false;
+  }
+}
+
+template <typename T>
+void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
+  // The running adjoint lives in grad_init_state, the running state in a copy of the final state.
+  if (b.grad_final_state.defined()) {
+    b.grad_init_state.copy_(b.grad_final_state);
+  } else {
+    b.grad_init_state.zero_();
+  }
+  Tensor psi_run = b.final_state.clone(at::MemoryFormat::Contiguous);
+  const int64_t groups = (a.num_states() + Lanes<T>::W - 1) / Lanes<T>::W;
+  Tensor norm0 = at::zeros({a.num_states()}, b.angles.options().dtype(at::kDouble));
+  RingTables rings(a.n);
+  bool first = true;
+  for (auto [t0, t1] : token_chunks(a, true)) {
+    const Tensor trig = gate_trig(b.angles, t0, t1).contiguous();
+    LaneTask<T> task;
+    task.a = a;
+    task.trig = trig.const_data_ptr<T>();
+    task.t0 = t0; task.t1 = t1;
+    task.first_chunk = first;
+    task.norm0 = norm0.data_ptr<double>();
+    task.psi_run = reinterpret_cast<Cplx<T>*>(psi_run.data_ptr());
+    task.cnot_perm = rings.perm.data();
+    task.cnot_perm_inv = rings.perm_inv.data();
+    task.cz_sign = rings.cz_sign.data();
+    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+      LaneScratch<T> scratch(a.N);
+      for (int64_t g = begin; g < end; ++g) lane_backward_group(task, g, scratch);
+    });
+    first = false;
+  }
+}
+
 std::tuple<Tensor, Tensor, Tensor> scan_forward_cpu(const Tensor& angles, const OptTensor& ent_angles,
                                                     const OptTensor& init_state, const OptTensor& lengths,
                                                     c10::string_view entangler, bool pair_features,
                                                     int64_t checkpoint_every) {
+  at::NoGradGuard no_grad;  // the trig pre-pass is internal arithmetic
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
                                      checkpoint_every);
-  AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_scan_forward_cpu",
-                             [&] { run_forward_program(forward_args<scalar_t>(f), 1); });
+  AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_scan_forward_cpu", [&] {
+    const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
+    if (a.num_states() == 0) return;
+    if (lanes_support(a)) {
+      lane_forward(f, a);
+    } else {
+      run_forward_program(a, 1);
+    }
+  });
   return {f.features, f.final_state, f.checkpoints};
 }
 
@@ -24,10 +149,18 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward_cpu(const OptTensor& grad_featu
                                                      const Tensor& checkpoints, const OptTensor& lengths,
                                                      c10::string_view entangler, bool pair_features,
                                                      int64_t checkpoint_every) {
+  at::NoGradGuard no_grad;
   BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
                                        checkpoints, lengths, entangler, pair_features, checkpoint_every);
-  AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_scan_backward_cpu",
-                             [&] { run_backward_program(backward_args<scalar_t>(b), 1); });
+  AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_scan_backward_cpu", [&] {
+    const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
+    if (a.num_states() == 0) return;
+    if (lanes_support(a)) {
+      lane_backward(b, a);
+    } else {
+      run_backward_program(a, 1);
+    }
+  });
   return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
 }
 

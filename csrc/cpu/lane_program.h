@@ -1,0 +1,393 @@
+// The CPU scan vectorised across states: a group of W states (lanes.h) runs
+// the sequence together, amplitude i of all W states in one vector, so the
+// inner loops are plain vector arithmetic with no shuffles at any qubit.
+//
+// The same mathematics as state_program.h (which the CUDA kernel and the
+// scalar CPU path run): Rot gates, the cnot/cz ring, <X>,<Y>,<Z> features,
+// float32 norm restoration, adjoint backward with uncomputation. Lanes whose
+// sequence has ended (lengths) or that pad the last group are masked: their
+// gates are the identity, their entangler is skipped and nothing is written.
+//
+// The host (scan_cpu.cpp) splits the sequence into chunks of tokens; for each
+// chunk it computes the cos/sin of every gate's half-angles with ATen's
+// vectorised math (the "trig" buffer) and then runs every group over the
+// chunk. Between chunks the running states live in the op's output buffers.
+#pragma once
+
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "../gates.h"
+#include "../scan_args.h"
+#include "lanes.h"
+
+namespace qlam {
+
+// Per gate: cos, sin of theta/2, (phi + omega)/2 and (phi - omega)/2.
+constexpr int kTrigPerGate = 6;
+
+template <typename T>
+struct LaneTask {
+  ScanArgs<T> a;
+  const T* trig = nullptr;        // (B, t1 - t0, H, L, n, 6) for the chunk's tokens
+  int64_t t0 = 0, t1 = 0;         // the chunk
+  bool first_chunk = false;       // the chunk processed first: take the norm target here
+  double* norm0 = nullptr;        // (B * H): float32 restoration target per state
+  Cplx<T>* psi_run = nullptr;     // backward: (B * H, N) running state between chunks
+  const int32_t* cnot_perm = nullptr;      // |i> -> |perm[i]> under the cnot ring
+  const int32_t* cnot_perm_inv = nullptr;  // its inverse
+  const int8_t* cz_sign = nullptr;         // +1/-1 of the cz ring on |i>
+};
+
+// One group's scratch: W states as structure-of-arrays vectors, in one
+// 64-byte-aligned block (allocated outside the per-ISA code, so the alignment
+// is explicit rather than left to the allocator's idea of the type).
+template <typename T>
+struct LaneScratch {
+  using V = typename Lanes<T>::V;
+  static constexpr int kBuffers = 6;  // psi, lam, tmp: re and im each
+  std::unique_ptr<V, void (*)(void*)> block;
+  int64_t N;
+  explicit LaneScratch(int64_t n_amplitudes)
+      : block(static_cast<V*>(std::aligned_alloc(64, sizeof(V) * kBuffers * n_amplitudes)), &std::free),
+        N(n_amplitudes) {
+    if (!block) throw std::bad_alloc();
+  }
+  V* buffer(int k) { return block.get() + k * N; }
+};
+
+template <typename T>
+class LaneGroup {
+ public:
+  using V = typename Lanes<T>::V;
+  using Mask = typename Lanes<T>::Mask;
+  using Wide = typename Lanes<T>::Wide;
+  static constexpr int W = Lanes<T>::W;
+
+  LaneGroup(const LaneTask<T>& task, int64_t group, LaneScratch<T>& scratch)
+      : k_(task), a_(task.a), N_(task.a.N), n_(task.a.n) {
+    psi_re_ = scratch.buffer(0); psi_im_ = scratch.buffer(1);
+    lam_re_ = scratch.buffer(2); lam_im_ = scratch.buffer(3);
+    tmp_re_ = scratch.buffer(4); tmp_im_ = scratch.buffer(5);
+    const int64_t tc = k_.t1 - k_.t0, gate_block = a_.L * n_ * kTrigPerGate;
+    max_len_ = 0;
+    for (int w = 0; w < W; ++w) {
+      const int64_t s = group * W + w;
+      real_[w] = s < a_.num_states();
+      state_[w] = real_[w] ? s : 0;
+      len_[w] = real_[w] ? a_.length_of(s / a_.H) : 0;
+      if (len_[w] > max_len_) max_len_ = len_[w];
+      const int64_t b = state_[w] / a_.H, h = state_[w] % a_.H;
+      trig_base_[w] = (b * tc * a_.H + h) * gate_block;
+    }
+    trig_token_stride_ = a_.H * gate_block;
+  }
+
+  // ------------------------------------------------------------ forward
+
+  void forward() {
+    load(a_.final_state, psi_re_, psi_im_);
+    if (k_.first_chunk) take_norm_target();
+    const int64_t end = k_.t1 < max_len_ ? k_.t1 : max_len_;
+    for (int64_t t = k_.t0; t < end; ++t) {
+      const Mask active = active_mask(t);
+      for (int64_t l = 0; l < a_.L; ++l) {
+        for (int q = 0; q < n_; ++q) {
+          V m[8];
+          gate_matrix(t, l, q, active, m);
+          apply_gate(psi_re_, psi_im_, q, m);
+        }
+        entangle(psi_re_, psi_im_, active, false);
+      }
+      restore_norm(active);
+      measure(t, active);
+      if (a_.checkpoints && a_.is_checkpoint(t + 1)) store_checkpoint(t + 1);
+    }
+    // Past every lane's length the states stay as they are; their checkpoints repeat them.
+    for (int64_t t = k_.t0 > end ? k_.t0 : end; t < k_.t1; ++t)
+      if (a_.checkpoints && a_.is_checkpoint(t + 1)) store_checkpoint(t + 1);
+    store(psi_re_, psi_im_, a_.final_state);
+  }
+
+  // ------------------------------------------------------------ backward
+
+  void backward() {
+    load(k_.psi_run, psi_re_, psi_im_);
+    load(a_.grad_init_state, lam_re_, lam_im_);
+    if (k_.first_chunk) take_norm_target();
+    const int64_t end = k_.t1 < max_len_ ? k_.t1 : max_len_;
+    for (int64_t t = end - 1; t >= k_.t0; --t) {
+      const Mask active = active_mask(t);
+      if (a_.saved_checkpoints && a_.is_checkpoint(t + 1)) load_checkpoint(t + 1);
+      if (a_.grad_features) add_feature_sources(t, active);
+      for (int64_t l = a_.L - 1; l >= 0; --l) {
+        entangle(psi_re_, psi_im_, active, true);
+        entangle(lam_re_, lam_im_, active, true);
+        for (int q = n_ - 1; q >= 0; --q) uncompute_gate(t, l, q, active);
+      }
+      restore_norm(active);
+    }
+    store(psi_re_, psi_im_, k_.psi_run);
+    store(lam_re_, lam_im_, a_.grad_init_state);
+  }
+
+ private:
+  // ------------------------------------------------------------ lanes
+
+  Mask active_mask(int64_t t) const {
+    Mask m{};
+    for (int w = 0; w < W; ++w) m[w] = t < len_[w] ? -1 : 0;
+    return m;
+  }
+
+  void load(const Cplx<T>* src, V* re, V* im) const {
+    for (int64_t i = 0; i < N_; ++i) { re[i] = V{}; im[i] = V{}; }
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w]) continue;
+      const Cplx<T>* p = src + state_[w] * N_;
+      for (int64_t i = 0; i < N_; ++i) { re[i][w] = p[i].re; im[i][w] = p[i].im; }
+    }
+  }
+
+  void store(const V* re, const V* im, Cplx<T>* dst) const {
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w]) continue;
+      Cplx<T>* p = dst + state_[w] * N_;
+      for (int64_t i = 0; i < N_; ++i) p[i] = {re[i][w], im[i][w]};
+    }
+  }
+
+  void store_checkpoint(int64_t tokens_done) const {
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w]) continue;
+      Cplx<T>* p = a_.checkpoints + a_.checkpoint_offset(state_[w], tokens_done);
+      for (int64_t i = 0; i < N_; ++i) p[i] = {psi_re_[i][w], psi_im_[i][w]};
+    }
+  }
+
+  void load_checkpoint(int64_t tokens_done) {
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w]) continue;
+      const Cplx<T>* p = a_.saved_checkpoints + a_.checkpoint_offset(state_[w], tokens_done);
+      for (int64_t i = 0; i < N_; ++i) { psi_re_[i][w] = p[i].re; psi_im_[i][w] = p[i].im; }
+    }
+  }
+
+  // ------------------------------------------------------------ gates
+
+  // The six trig values of gate (t, l, q) per lane; the identity's on inactive lanes.
+  void gate_trig(int64_t t, int64_t l, int q, Mask active, V tr[kTrigPerGate]) const {
+    const int64_t off = (t - k_.t0) * trig_token_stride_ + (l * n_ + q) * kTrigPerGate;
+    for (int k = 0; k < kTrigPerGate; ++k)
+      for (int w = 0; w < W; ++w) tr[k][w] = real_[w] ? k_.trig[trig_base_[w] + off + k] : T(0);
+    const V one = broadcast<V>(T(1)), zero = V{};
+    for (int k = 0; k < kTrigPerGate; ++k) tr[k] = lane_select(active, tr[k], k % 2 ? zero : one);
+  }
+
+  // Rot's matrix (gates.h rot_matrix) as m[2k] = Re m_k, m[2k+1] = Im m_k.
+  static void matrix_from_trig(const V tr[kTrigPerGate], V m[8]) {
+    const V c = tr[0], s = tr[1], ca = tr[2], sa = tr[3], cd = tr[4], sd = tr[5];
+    m[0] = c * ca;  m[1] = -c * sa;
+    m[2] = -s * cd; m[3] = -s * sd;
+    m[4] = s * cd;  m[5] = -s * sd;
+    m[6] = c * ca;  m[7] = c * sa;
+  }
+
+  void gate_matrix(int64_t t, int64_t l, int q, Mask active, V m[8]) const {
+    V tr[kTrigPerGate];
+    gate_trig(t, l, q, active, tr);
+    matrix_from_trig(tr, m);
+  }
+
+  // (a, b) <- m (a, b) over the pairs of amplitudes that differ in bit q.
+  void apply_gate(V* re, V* im, int q, const V m[8]) const {
+    const int64_t stride = int64_t(1) << q;
+    for (int64_t base = 0; base < N_; base += 2 * stride)
+      for (int64_t i0 = base; i0 < base + stride; ++i0) {
+        const int64_t i1 = i0 + stride;
+        const V ar = re[i0], ai = im[i0], br = re[i1], bi = im[i1];
+        re[i0] = m[0] * ar - m[1] * ai + m[2] * br - m[3] * bi;
+        im[i0] = m[0] * ai + m[1] * ar + m[2] * bi + m[3] * br;
+        re[i1] = m[4] * ar - m[5] * ai + m[6] * br - m[7] * bi;
+        im[i1] = m[4] * ai + m[5] * ar + m[6] * bi + m[7] * br;
+      }
+  }
+
+  // The entangler ring (or its inverse) on the active lanes.
+  void entangle(V*& re, V*& im, Mask active, bool inverse) {
+    if (a_.entangler == Entangler::CNOT) {
+      const int32_t* perm = inverse ? k_.cnot_perm_inv : k_.cnot_perm;
+      for (int64_t i = 0; i < N_; ++i) {
+        const int64_t j = perm[i];  // |i> moves to |j>
+        tmp_re_[j] = lane_select(active, re[i], re[j]);
+        tmp_im_[j] = lane_select(active, im[i], im[j]);
+      }
+      // The permuted copy becomes the buffer; the old one is the next scratch.
+      V* old_re = re; V* old_im = im;
+      re = tmp_re_; im = tmp_im_;
+      tmp_re_ = old_re; tmp_im_ = old_im;
+    } else if (a_.entangler == Entangler::CZ) {
+      for (int64_t i = 0; i < N_; ++i)
+        if (k_.cz_sign[i] < 0) {
+          re[i] = lane_select(active, -re[i], re[i]);
+          im[i] = lane_select(active, -im[i], im[i]);
+        }
+    }
+  }
+
+  // ------------------------------------------------------------ norm
+
+  Wide squared_norm() const {
+    Wide sum{};
+    for (int64_t i = 0; i < N_; ++i) {
+      const Wide r = __builtin_convertvector(psi_re_[i], Wide), m = __builtin_convertvector(psi_im_[i], Wide);
+      sum += r * r + m * m;
+    }
+    return sum;
+  }
+
+  void take_norm_target() {
+    if (sizeof(T) != sizeof(float)) return;
+    const Wide sum = squared_norm();
+    for (int w = 0; w < W; ++w)
+      if (real_[w]) k_.norm0[state_[w]] = sum[w];
+  }
+
+  // float32 only: scale each active lane back to its starting norm (state_program.h explains why).
+  void restore_norm(Mask active) {
+    if (sizeof(T) != sizeof(float)) return;
+    const Wide now = squared_norm();
+    V scale = broadcast<V>(T(1));
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w] || !active[w]) continue;
+      const double target = k_.norm0[state_[w]];
+      if (now[w] > 0 && target > 0) scale[w] = T(std::sqrt(target / now[w]));
+    }
+    for (int64_t i = 0; i < N_; ++i) { psi_re_[i] *= scale; psi_im_[i] *= scale; }
+  }
+
+  // ------------------------------------------------------------ features
+
+  void measure(int64_t t, Mask active) const {
+    for (int q = 0; q < n_; ++q) {
+      const int64_t stride = int64_t(1) << q;
+      V wr{}, wi{}, z{};
+      for (int64_t base = 0; base < N_; base += 2 * stride)
+        for (int64_t i0 = base; i0 < base + stride; ++i0) {
+          const int64_t i1 = i0 + stride;
+          const V ar = psi_re_[i0], ai = psi_im_[i0], br = psi_re_[i1], bi = psi_im_[i1];
+          wr += ar * br + ai * bi;
+          wi += ar * bi - ai * br;
+          z += ar * ar + ai * ai - br * br - bi * bi;
+        }
+      for (int w = 0; w < W; ++w) {
+        if (!real_[w] || !active[w]) continue;
+        T* f = a_.features + a_.feature_offset(state_[w], t) + 3 * q;
+        f[0] = 2 * wr[w];
+        f[1] = 2 * wi[w];
+        f[2] = z[w];
+      }
+    }
+  }
+
+  // lam += 2 M psi per qubit, M = [[gZ, gX - i gY], [gX + i gY, -gZ]] (gates.h qubit_feature_source).
+  void add_feature_sources(int64_t t, Mask active) {
+    for (int q = 0; q < n_; ++q) {
+      V gx{}, gy{}, gz{};
+      for (int w = 0; w < W; ++w) {
+        if (!real_[w] || !active[w]) continue;
+        const T* g = a_.grad_features + a_.feature_offset(state_[w], t) + 3 * q;
+        gx[w] = 2 * g[0]; gy[w] = 2 * g[1]; gz[w] = 2 * g[2];
+      }
+      const int64_t stride = int64_t(1) << q;
+      for (int64_t base = 0; base < N_; base += 2 * stride)
+        for (int64_t i0 = base; i0 < base + stride; ++i0) {
+          const int64_t i1 = i0 + stride;
+          const V xr = psi_re_[i0], xi = psi_im_[i0], yr = psi_re_[i1], yi = psi_im_[i1];
+          lam_re_[i0] += gz * xr + gx * yr + gy * yi;
+          lam_im_[i0] += gz * xi + gx * yi - gy * yr;
+          lam_re_[i1] += gx * xr - gy * xi - gz * yr;
+          lam_im_[i1] += gx * xi + gy * xr - gz * yi;
+        }
+    }
+  }
+
+  // ------------------------------------------------------------ backward gate
+
+  // Undoes gate (t, l, q) on psi and lam and writes the gradient of its angles
+  // (gates.h rot_grad, vectorised): S[2a+b] = sum conj(lam_a) psi_b with psi
+  // entering the gate and lam leaving it.
+  void uncompute_gate(int64_t t, int64_t l, int q, Mask active) {
+    V tr[kTrigPerGate], m[8];
+    gate_trig(t, l, q, active, tr);
+    matrix_from_trig(tr, m);
+    // m^dagger: d[0] = conj m0, d[1] = conj m2, d[2] = conj m1, d[3] = conj m3 (re, im pairs).
+    const V d0r = m[0], d0i = -m[1], d1r = m[4], d1i = -m[5];
+    const V d2r = m[2], d2i = -m[3], d3r = m[6], d3i = -m[7];
+    V S[8] = {};
+    const int64_t stride = int64_t(1) << q;
+    for (int64_t base = 0; base < N_; base += 2 * stride)
+      for (int64_t i0 = base; i0 < base + stride; ++i0) {
+        const int64_t i1 = i0 + stride;
+        const V xr = psi_re_[i0], xi = psi_im_[i0], yr = psi_re_[i1], yi = psi_im_[i1];
+        const V b0r = d0r * xr - d0i * xi + d1r * yr - d1i * yi;
+        const V b0i = d0r * xi + d0i * xr + d1r * yi + d1i * yr;
+        const V b1r = d2r * xr - d2i * xi + d3r * yr - d3i * yi;
+        const V b1i = d2r * xi + d2i * xr + d3r * yi + d3i * yr;
+        const V l0r = lam_re_[i0], l0i = lam_im_[i0], l1r = lam_re_[i1], l1i = lam_im_[i1];
+        // conj(l) * b = (lr br + li bi) + i (lr bi - li br)
+        S[0] += l0r * b0r + l0i * b0i; S[1] += l0r * b0i - l0i * b0r;
+        S[2] += l0r * b1r + l0i * b1i; S[3] += l0r * b1i - l0i * b1r;
+        S[4] += l1r * b0r + l1i * b0i; S[5] += l1r * b0i - l1i * b0r;
+        S[6] += l1r * b1r + l1i * b1i; S[7] += l1r * b1i - l1i * b1r;
+        psi_re_[i0] = b0r; psi_im_[i0] = b0i; psi_re_[i1] = b1r; psi_im_[i1] = b1i;
+        lam_re_[i0] = d0r * l0r - d0i * l0i + d1r * l1r - d1i * l1i;
+        lam_im_[i0] = d0r * l0i + d0i * l0r + d1r * l1i + d1i * l1r;
+        lam_re_[i1] = d2r * l0r - d2i * l0i + d3r * l1r - d3i * l1i;
+        lam_im_[i1] = d2r * l0i + d2i * l0r + d3r * l1i + d3i * l1r;
+      }
+    // Im(S_k m_k) for k = 0..3 gives d/dphi and d/domega; Re(S_k dm_k/dtheta) gives d/dtheta.
+    V imw[4];
+    for (int k = 0; k < 4; ++k) imw[k] = S[2 * k] * m[2 * k + 1] + S[2 * k + 1] * m[2 * k];
+    const V half = broadcast<V>(T(0.5));
+    const V g_phi = half * (imw[0] - imw[1] + imw[2] - imw[3]);
+    const V g_omega = half * (imw[0] + imw[1] - imw[2] - imw[3]);
+    const V c = tr[0], s = tr[1], ca = tr[2], sa = tr[3], cd = tr[4], sd = tr[5];
+    const V hs = half * s, hc = half * c;
+    const V dm[8] = {-hs * ca, hs * sa, -hc * cd, -hc * sd, hc * cd, -hc * sd, -hs * ca, -hs * sa};
+    V g_theta{};
+    for (int k = 0; k < 4; ++k) g_theta += S[2 * k] * dm[2 * k] - S[2 * k + 1] * dm[2 * k + 1];
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w] || !active[w]) continue;
+      T* g = a_.grad_angles + a_.angle_offset(state_[w], t, l) + 3 * q;
+      g[0] = g_phi[w];
+      g[1] = g_theta[w];
+      g[2] = g_omega[w];
+    }
+  }
+
+  const LaneTask<T>& k_;
+  const ScanArgs<T>& a_;
+  const int64_t N_;
+  const int n_;
+  V *psi_re_, *psi_im_, *lam_re_, *lam_im_, *tmp_re_, *tmp_im_;
+  bool real_[W];
+  int64_t state_[W], len_[W], trig_base_[W];
+  int64_t max_len_ = 0, trig_token_stride_ = 0;
+};
+
+// Whether the lane kernels cover this call (the scalar program does the rest).
+template <typename T>
+bool lanes_support(const ScanArgs<T>& a) {
+  return !a.pair_features && a.entangler != Entangler::RZZ;
+}
+
+// Entry points, compiled once per instruction set (lane_kernels.cpp).
+void lane_forward_group(const LaneTask<float>& task, int64_t group, LaneScratch<float>& scratch);
+void lane_forward_group(const LaneTask<double>& task, int64_t group, LaneScratch<double>& scratch);
+void lane_backward_group(const LaneTask<float>& task, int64_t group, LaneScratch<float>& scratch);
+void lane_backward_group(const LaneTask<double>& task, int64_t group, LaneScratch<double>& scratch);
+
+}  // namespace qlam
