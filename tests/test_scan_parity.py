@@ -88,11 +88,12 @@ def test_features_of_the_initial_state_are_its_paulis():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("entangler", ["cnot", "cz", "none"])
-def test_many_state_groups(entangler, dtype):
+@pytest.mark.parametrize("pair_features", [False, True])
+@pytest.mark.parametrize("entangler", reference.ENTANGLERS)
+def test_many_state_groups(entangler, pair_features, dtype):
     # 111 states: several SIMD lane groups of the CPU kernel (16 float32 or 8 float64 states) and a
     # partial last one, with sequences of every length.
-    case = Case(B=37, T=9, H=3, L=2, n=4, entangler=entangler)
+    case = Case(B=37, T=9, H=3, L=2, n=4, entangler=entangler, pair_features=pair_features)
     args = make_inputs(case, dtype=dtype, requires_grad=True)
     args64 = make_inputs(case, requires_grad=True)
     for a in (args, args64):
@@ -108,7 +109,7 @@ def test_token_chunks(chunk, monkeypatch):
     # The CPU kernel runs long sequences in chunks of tokens (scan_cpu.cpp); force short chunks
     # so that lengths end inside and at the edges of chunks and checkpoints cross them.
     monkeypatch.setenv("QLAM_CPU_CHUNK_TOKENS", chunk)
-    case = Case(B=23, T=29, H=2, L=2, n=4)
+    case = Case(B=23, T=29, H=2, L=2, n=4, entangler="rzz", pair_features=True)
     args = make_inputs(case, requires_grad=True)
     args["lengths"][1:6] = torch.tensor([0, 1, 4, 7, 8])
     got = value_and_grads(lambda **kw: qlam.ops.scan(**kw, checkpoint_every=3), args)

@@ -3,8 +3,8 @@
 // inner loops are plain vector arithmetic with no shuffles at any qubit.
 //
 // The same mathematics as state_program.h (which the CUDA kernel and the
-// scalar CPU path run): Rot gates, the cnot/cz ring, <X>,<Y>,<Z> features,
-// float32 norm restoration, adjoint backward with uncomputation. Lanes whose
+// scalar CPU path run): Rot gates, the cnot/cz/rzz ring, single-qubit and
+// pair features, float32 norm restoration, adjoint backward with uncomputation. Lanes whose
 // sequence has ended (lengths) or that pad the last group are masked: their
 // gates are the identity, their entangler is skipped and nothing is written.
 //
@@ -32,6 +32,7 @@ template <typename T>
 struct LaneTask {
   ScanArgs<T> a;
   const T* trig = nullptr;        // (B, t1 - t0, H, L, n, 6) for the chunk's tokens
+  const T* ent_trig = nullptr;    // rzz: (B, t1 - t0, H, L, P, 2), cos and sin of g_p / 2
   int64_t t0 = 0, t1 = 0;         // the chunk
   bool first_chunk = false;       // the chunk processed first: take the norm target here
   double* norm0 = nullptr;        // (B * H): float32 restoration target per state
@@ -39,6 +40,7 @@ struct LaneTask {
   const int32_t* cnot_perm = nullptr;      // |i> -> |perm[i]> under the cnot ring
   const int32_t* cnot_perm_inv = nullptr;  // its inverse
   const int8_t* cz_sign = nullptr;         // +1/-1 of the cz ring on |i>
+  const int8_t* zz_sign = nullptr;         // (P, N): z_p z_p' of pair p on |i>
 };
 
 // One group's scratch: W states as structure-of-arrays vectors, in one
@@ -81,8 +83,10 @@ class LaneGroup {
       if (len_[w] > max_len_) max_len_ = len_[w];
       const int64_t b = state_[w] / a_.H, h = state_[w] % a_.H;
       trig_base_[w] = (b * tc * a_.H + h) * gate_block;
+      ent_base_[w] = (b * tc * a_.H + h) * a_.L * a_.P * 2;
     }
     trig_token_stride_ = a_.H * gate_block;
+    ent_token_stride_ = a_.H * a_.L * a_.P * 2;
   }
 
   // ------------------------------------------------------------ forward
@@ -99,7 +103,11 @@ class LaneGroup {
           gate_matrix(t, l, q, active, m);
           apply_gate(psi_re_, psi_im_, q, m);
         }
-        entangle(psi_re_, psi_im_, active, false);
+        if (a_.entangler == Entangler::RZZ) {
+          rzz_phases(t, l, active, false, psi_re_, psi_im_);
+        } else {
+          entangle(psi_re_, psi_im_, active, false);
+        }
       }
       restore_norm(active);
       measure(t, active);
@@ -123,8 +131,14 @@ class LaneGroup {
       if (a_.saved_checkpoints && a_.is_checkpoint(t + 1)) load_checkpoint(t + 1);
       if (a_.grad_features) add_feature_sources(t, active);
       for (int64_t l = a_.L - 1; l >= 0; --l) {
-        entangle(psi_re_, psi_im_, active, true);
-        entangle(lam_re_, lam_im_, active, true);
+        if (a_.entangler == Entangler::RZZ) {
+          rzz_gradient(t, l, active);
+          rzz_phases(t, l, active, true, psi_re_, psi_im_);
+          rzz_phases(t, l, active, true, lam_re_, lam_im_);
+        } else {
+          entangle(psi_re_, psi_im_, active, true);
+          entangle(lam_re_, lam_im_, active, true);
+        }
         for (int q = n_ - 1; q >= 0; --q) uncompute_gate(t, l, q, active);
       }
       restore_norm(active);
@@ -237,6 +251,53 @@ class LaneGroup {
     }
   }
 
+  // rzz: amplitude i times exp(-i/2 sum_p g_p z_p z_p') = prod_p (cos(g_p/2) - i z_p z_p' sin(g_p/2)),
+  // a product of unit phases (no per-amplitude trig); `undo` multiplies by the conjugate.
+  void rzz_phases(int64_t t, int64_t l, Mask active, bool undo, V* re, V* im) const {
+    V c[kMaxQubits], sn[kMaxQubits];
+    rzz_trig(t, l, active, c, sn);
+    if (undo)
+      for (int p = 0; p < a_.P; ++p) sn[p] = -sn[p];
+    for (int64_t i = 0; i < N_; ++i) {
+      V fr = broadcast<V>(T(1)), fi{};
+      for (int p = 0; p < a_.P; ++p) {
+        const V zs = k_.zz_sign[p * N_ + i] > 0 ? sn[p] : -sn[p];  // z z' sin(g/2)
+        const V r = fr * c[p] + fi * zs;
+        fi = fi * c[p] - fr * zs;
+        fr = r;
+      }
+      const V pr = re[i], pi = im[i];
+      re[i] = pr * fr - pi * fi;
+      im[i] = pr * fi + pi * fr;
+    }
+  }
+
+  void rzz_trig(int64_t t, int64_t l, Mask active, V* c, V* sn) const {
+    const int64_t off = (t - k_.t0) * ent_token_stride_ + l * a_.P * 2;
+    for (int p = 0; p < a_.P; ++p) {
+      for (int w = 0; w < W; ++w) {
+        c[p][w] = real_[w] ? k_.ent_trig[ent_base_[w] + off + 2 * p] : T(1);
+        sn[p][w] = real_[w] ? k_.ent_trig[ent_base_[w] + off + 2 * p + 1] : T(0);
+      }
+      c[p] = lane_select(active, c[p], broadcast<V>(T(1)));
+      sn[p] = lane_select(active, sn[p], V{});
+    }
+  }
+
+  // dL/dg_p = 1/2 sum_i z_p z_p' Im(conj(lam_i) psi_i), the same before and after the layer.
+  void rzz_gradient(int64_t t, int64_t l, Mask active) const {
+    V acc[kMaxQubits] = {};
+    for (int64_t i = 0; i < N_; ++i) {
+      const V w = lam_re_[i] * psi_im_[i] - lam_im_[i] * psi_re_[i];
+      for (int p = 0; p < a_.P; ++p) acc[p] += k_.zz_sign[p * N_ + i] > 0 ? w : -w;
+    }
+    for (int w = 0; w < W; ++w) {
+      if (!real_[w] || !active[w]) continue;
+      T* g = a_.grad_ent_angles + a_.ent_offset(state_[w], t, l);
+      for (int p = 0; p < a_.P; ++p) g[p] = acc[p][w] / 2;
+    }
+  }
+
   // ------------------------------------------------------------ norm
 
   Wide squared_norm() const {
@@ -290,6 +351,38 @@ class LaneGroup {
         f[2] = z[w];
       }
     }
+    if (a_.pair_features) measure_pairs(t, active);
+  }
+
+  // The amplitude of group p (bits q and q + 1 cleared) with local index r = b_q + 2 b_{q+1}.
+  static int64_t pair_index(int64_t p, int q, int r) {
+    return insert_zero_bit(insert_zero_bit(p, q), q + 1) | (int64_t(r & 1) << q) | (int64_t(r >> 1) << (q + 1));
+  }
+
+  // Nine <A_q B_{q+1}> per chain pair from the Gram sums of gates.h (gram_accumulate), per lane.
+  void measure_pairs(int64_t t, Mask active) const {
+    for (int q = 0; q + 1 < n_; ++q) {
+      V acc[kPairGramReals] = {};
+      for (int64_t p = 0; p < N_ / 4; ++p) {
+        V vr[4], vi[4];
+        for (int r = 0; r < 4; ++r) {
+          const int64_t i = pair_index(p, q, r);
+          vr[r] = psi_re_[i]; vi[r] = psi_im_[i];
+        }
+        for (int r = 0; r < 4; ++r) acc[r] += vr[r] * vr[r] + vi[r] * vi[r];
+        for (int r = 0; r < 4; ++r)
+          for (int c = r + 1; c < 4; ++c) {
+            acc[gram_slot(r, c)] += vr[r] * vr[c] + vi[r] * vi[c];
+            acc[gram_slot(r, c) + 1] += vr[r] * vi[c] - vi[r] * vr[c];
+          }
+      }
+      for (int w = 0; w < W; ++w) {
+        if (!real_[w] || !active[w]) continue;
+        T lane[kPairGramReals];
+        for (int k = 0; k < kPairGramReals; ++k) lane[k] = acc[k][w];
+        pair_features_from_gram(lane, a_.features + a_.feature_offset(state_[w], t) + 3 * n_ + 9 * q);
+      }
+    }
   }
 
   // lam += 2 M psi per qubit, M = [[gZ, gX - i gY], [gX + i gY, -gZ]] (gates.h qubit_feature_source).
@@ -311,6 +404,37 @@ class LaneGroup {
           lam_re_[i1] += gx * xr - gy * xi - gz * yr;
           lam_im_[i1] += gx * xi + gy * xr - gz * yi;
         }
+    }
+    if (a_.pair_features) add_pair_feature_sources(t, active);
+  }
+
+  // lam += 2 M psi per chain pair, M the 4x4 of gates.h pair_feature_source, built per lane.
+  void add_pair_feature_sources(int64_t t, Mask active) {
+    for (int q = 0; q + 1 < n_; ++q) {
+      V mr[16] = {}, mi[16] = {};
+      for (int w = 0; w < W; ++w) {
+        if (!real_[w] || !active[w]) continue;
+        Cplx<T> M[16];
+        pair_feature_source(a_.grad_features + a_.feature_offset(state_[w], t) + 3 * n_ + 9 * q, M);
+        for (int k = 0; k < 16; ++k) { mr[k][w] = 2 * M[k].re; mi[k][w] = 2 * M[k].im; }
+      }
+      for (int64_t p = 0; p < N_ / 4; ++p) {
+        int64_t idx[4];
+        V vr[4], vi[4];
+        for (int r = 0; r < 4; ++r) {
+          idx[r] = pair_index(p, q, r);
+          vr[r] = psi_re_[idx[r]]; vi[r] = psi_im_[idx[r]];
+        }
+        for (int r = 0; r < 4; ++r) {
+          V ur{}, ui{};
+          for (int c = 0; c < 4; ++c) {
+            ur += mr[4 * r + c] * vr[c] - mi[4 * r + c] * vi[c];
+            ui += mr[4 * r + c] * vi[c] + mi[4 * r + c] * vr[c];
+          }
+          lam_re_[idx[r]] += ur;
+          lam_im_[idx[r]] += ui;
+        }
+      }
     }
   }
 
@@ -374,15 +498,9 @@ class LaneGroup {
   const int n_;
   V *psi_re_, *psi_im_, *lam_re_, *lam_im_, *tmp_re_, *tmp_im_;
   bool real_[W];
-  int64_t state_[W], len_[W], trig_base_[W];
-  int64_t max_len_ = 0, trig_token_stride_ = 0;
+  int64_t state_[W], len_[W], trig_base_[W], ent_base_[W];
+  int64_t max_len_ = 0, trig_token_stride_ = 0, ent_token_stride_ = 0;
 };
-
-// Whether the lane kernels cover this call (the scalar program does the rest).
-template <typename T>
-bool lanes_support(const ScanArgs<T>& a) {
-  return !a.pair_features && a.entangler != Entangler::RZZ;
-}
 
 // Entry points, compiled once per instruction set (lane_kernels.cpp).
 void lane_forward_group(const LaneTask<float>& task, int64_t group, LaneScratch<float>& scratch);

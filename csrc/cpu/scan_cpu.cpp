@@ -1,9 +1,8 @@
 // CPU kernels of qlam::scan_forward and qlam::scan_backward.
 //
-// Calls the lane kernels cover (lane_program.h: every entangler but rzz, no
-// pair features) run vectorised across groups of states, chunk by chunk over
-// the sequence; the rest run the scalar per-state program (state_program.h),
-// one state per task. Both are parallel over states.
+// The scan runs vectorised across groups of states (lane_program.h), chunk by
+// chunk over the sequence, groups in parallel. (The scalar per-state program
+// of state_program.h runs on the CPU only as the CUDA kernel's emulation.)
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -11,7 +10,7 @@
 #include <cstdlib>
 
 #include "lane_program.h"
-#include "sequential_executor.h"
+#include "../scan_host.h"
 
 namespace qlam {
 namespace {
@@ -35,15 +34,33 @@ Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1) {
   return at::stack({half_theta.cos(), half_theta.sin(), sum.cos(), sum.sin(), diff.cos(), diff.sin()}, -1);
 }
 
+// rzz: cos and sin of g_p / 2 for tokens [t0, t1).
+Tensor entangler_trig(const Tensor& ent_angles, int64_t t0, int64_t t1) {
+  const Tensor half = ent_angles.narrow(1, t0, t1 - t0) * 0.5;
+  return at::stack({half.cos(), half.sin()}, -1);
+}
+
 struct RingTables {
   std::vector<int32_t> perm, perm_inv;
-  std::vector<int8_t> cz_sign;
-  explicit RingTables(int n) : perm(int64_t(1) << n), perm_inv(int64_t(1) << n), cz_sign(int64_t(1) << n) {
-    for (int64_t i = 0; i < (int64_t(1) << n); ++i) {
+  std::vector<int8_t> cz_sign, zz_sign;
+  explicit RingTables(int n)
+      : perm(int64_t(1) << n), perm_inv(int64_t(1) << n), cz_sign(int64_t(1) << n),
+        zz_sign(num_pairs(n) << n) {
+    const int64_t N = int64_t(1) << n;
+    for (int64_t i = 0; i < N; ++i) {
       perm[i] = int32_t(cnot_ring_forward(i, n));
       perm_inv[i] = int32_t(cnot_ring_inverse(i, n));
       cz_sign[i] = int8_t(cz_ring_sign(i, n));
+      for (int p = 0; p < num_pairs(n); ++p)
+        zz_sign[p * N + i] = int8_t(zsign(i, pair_first(p)) * zsign(i, pair_second(p, n)));
     }
+  }
+  template <typename T>
+  void attach(LaneTask<T>& task) const {
+    task.cnot_perm = perm.data();
+    task.cnot_perm_inv = perm_inv.data();
+    task.cz_sign = cz_sign.data();
+    task.zz_sign = zz_sign.data();
   }
 };
 
@@ -74,15 +91,15 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, false)) {
     const Tensor trig = gate_trig(f.angles, t0, t1).contiguous();
+    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, t0, t1).contiguous() : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
+    task.ent_trig = ent_trig.defined() ? ent_trig.const_data_ptr<T>() : nullptr;
     task.t0 = t0; task.t1 = t1;
     task.first_chunk = first;
     task.norm0 = norm0.data_ptr<double>();
-    task.cnot_perm = rings.perm.data();
-    task.cnot_perm_inv = rings.perm_inv.data();
-    task.cz_sign = rings.cz_sign.data();
+    rings.attach(task);
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       LaneScratch<T> scratch(a.N);
       for (int64_t g = begin; g < end; ++g) lane_forward_group(task, g, scratch);
@@ -106,16 +123,16 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, true)) {
     const Tensor trig = gate_trig(b.angles, t0, t1).contiguous();
+    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, t0, t1).contiguous() : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
+    task.ent_trig = ent_trig.defined() ? ent_trig.const_data_ptr<T>() : nullptr;
     task.t0 = t0; task.t1 = t1;
     task.first_chunk = first;
     task.norm0 = norm0.data_ptr<double>();
     task.psi_run = reinterpret_cast<Cplx<T>*>(psi_run.data_ptr());
-    task.cnot_perm = rings.perm.data();
-    task.cnot_perm_inv = rings.perm_inv.data();
-    task.cz_sign = rings.cz_sign.data();
+    rings.attach(task);
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       LaneScratch<T> scratch(a.N);
       for (int64_t g = begin; g < end; ++g) lane_backward_group(task, g, scratch);
@@ -133,12 +150,7 @@ std::tuple<Tensor, Tensor, Tensor> scan_forward_cpu(const Tensor& angles, const 
                                      checkpoint_every);
   AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_scan_forward_cpu", [&] {
     const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
-    if (a.num_states() == 0) return;
-    if (lanes_support(a)) {
-      lane_forward(f, a);
-    } else {
-      run_forward_program(a, 1);
-    }
+    if (a.num_states() > 0) lane_forward(f, a);
   });
   return {f.features, f.final_state, f.checkpoints};
 }
@@ -154,12 +166,7 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward_cpu(const OptTensor& grad_featu
                                        checkpoints, lengths, entangler, pair_features, checkpoint_every);
   AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_scan_backward_cpu", [&] {
     const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
-    if (a.num_states() == 0) return;
-    if (lanes_support(a)) {
-      lane_backward(b, a);
-    } else {
-      run_backward_program(a, 1);
-    }
+    if (a.num_states() > 0) lane_backward(b, a);
   });
   return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
 }
