@@ -111,12 +111,15 @@ class LaneGroup {
       }
       restore_norm(active);
       measure(t, active);
+      store_finished(t + 1);
       if (a_.checkpoints && a_.is_checkpoint(t + 1)) store_checkpoint(t + 1);
     }
     // Past every lane's length the states stay as they are; their checkpoints repeat them.
     for (int64_t t = k_.t0 > end ? k_.t0 : end; t < k_.t1; ++t)
       if (a_.checkpoints && a_.is_checkpoint(t + 1)) store_checkpoint(t + 1);
-    store(psi_re_, psi_im_, a_.final_state);
+    // Lanes that finished (or never started) in this chunk are in final_state already.
+    for (int w = 0; w < W; ++w)
+      if (real_[w] && len_[w] > k_.t1) store_lane(w, psi_re_, psi_im_, a_.final_state);
   }
 
   // ------------------------------------------------------------ backward
@@ -128,6 +131,7 @@ class LaneGroup {
     const int64_t end = k_.t1 < max_len_ ? k_.t1 : max_len_;
     for (int64_t t = end - 1; t >= k_.t0; --t) {
       const Mask active = active_mask(t);
+      reload_starting(t + 1);
       if (a_.saved_checkpoints && a_.is_checkpoint(t + 1)) load_checkpoint(t + 1);
       if (a_.grad_features) add_feature_sources(t, active);
       for (int64_t l = a_.L - 1; l >= 0; --l) {
@@ -143,8 +147,12 @@ class LaneGroup {
       }
       restore_norm(active);
     }
-    store(psi_re_, psi_im_, k_.psi_run);
-    store(lam_re_, lam_im_, a_.grad_init_state);
+    // Lanes not yet started (in this backward order) keep what their buffers hold.
+    for (int w = 0; w < W; ++w)
+      if (real_[w] && len_[w] > k_.t0) {
+        store_lane(w, psi_re_, psi_im_, k_.psi_run);
+        store_lane(w, lam_re_, lam_im_, a_.grad_init_state);
+      }
   }
 
  private:
@@ -165,19 +173,44 @@ class LaneGroup {
     }
   }
 
-  void store(const V* re, const V* im, Cplx<T>* dst) const {
-    for (int w = 0; w < W; ++w) {
-      if (!real_[w]) continue;
-      Cplx<T>* p = dst + state_[w] * N_;
-      for (int64_t i = 0; i < N_; ++i) p[i] = {re[i][w], im[i][w]};
-    }
+  void store_lane(int w, const V* re, const V* im, Cplx<T>* dst) const {
+    Cplx<T>* p = dst + state_[w] * N_;
+    for (int64_t i = 0; i < N_; ++i) p[i] = {re[i][w], im[i][w]};
   }
 
+  void load_lane(int w, const Cplx<T>* src, V* re, V* im) const {
+    const Cplx<T>* p = src + state_[w] * N_;
+    for (int64_t i = 0; i < N_; ++i) { re[i][w] = p[i].re; im[i][w] = p[i].im; }
+  }
+
+  // Masked lanes still go through the arithmetic (an identity gate), which is
+  // exact for finite amplitudes but spreads a NaN or Inf (0 * Inf = NaN). So a
+  // lane's state is written out the moment its sequence ends, and read back in
+  // the backward the moment it starts: a finished state is kept bit for bit.
+  void store_finished(int64_t tokens_done) const {
+    for (int w = 0; w < W; ++w)
+      if (real_[w] && len_[w] == tokens_done) store_lane(w, psi_re_, psi_im_, a_.final_state);
+  }
+
+  void reload_starting(int64_t tokens_done) {
+    for (int w = 0; w < W; ++w)
+      if (real_[w] && len_[w] == tokens_done) {
+        load_lane(w, k_.psi_run, psi_re_, psi_im_);
+        load_lane(w, a_.grad_init_state, lam_re_, lam_im_);
+      }
+  }
+
+  // Lanes past their length repeat their final state, which final_state holds already.
   void store_checkpoint(int64_t tokens_done) const {
     for (int w = 0; w < W; ++w) {
       if (!real_[w]) continue;
       Cplx<T>* p = a_.checkpoints + a_.checkpoint_offset(state_[w], tokens_done);
-      for (int64_t i = 0; i < N_; ++i) p[i] = {psi_re_[i][w], psi_im_[i][w]};
+      if (tokens_done > len_[w]) {
+        const Cplx<T>* q = a_.final_state + state_[w] * N_;
+        for (int64_t i = 0; i < N_; ++i) p[i] = q[i];
+      } else {
+        for (int64_t i = 0; i < N_; ++i) p[i] = {psi_re_[i][w], psi_im_[i][w]};
+      }
     }
   }
 

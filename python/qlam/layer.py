@@ -67,7 +67,8 @@ class QLAMDirection(nn.Module):
             raw = raw.float()
         n_rot = H * L * n * 3
         angles = raw[..., :n_rot].reshape(B, T, H, L, n, 3)
-        ent = raw[..., n_rot:].reshape(B, T, H, L, -1) if self.entangler == "rzz" else None
+        # Explicit sizes, not -1: B * T may be 0 (an empty batch or sequence).
+        ent = raw[..., n_rot:].reshape(B, T, H, L, reference.num_pairs(n)) if self.entangler == "rzz" else None
         if init_state is not None:
             init_state = init_state.to(torch.complex128 if angles.dtype == torch.float64 else torch.complex64)
         if use_kernel:
@@ -78,7 +79,7 @@ class QLAMDirection(nn.Module):
         query = self.query(x).reshape(B, T, H, self.n_measurements, self.n_features)
         # y[h, j] = sum_k Q[h, j, k] f[h, k]: the expectation of the query-chosen observable.
         readings = torch.einsum("bthjk,bthk->bthj", query.to(feats.dtype), feats)
-        return self.readout(readings.reshape(B, T, -1).to(x.dtype)), final
+        return self.readout(readings.reshape(B, T, H * self.n_measurements).to(x.dtype)), final
 
 
 class QLAM(nn.Module):

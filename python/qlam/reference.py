@@ -79,8 +79,10 @@ def apply_entangler(psi: Tensor, entangler: str, g: Optional[Tensor]) -> Tensor:
     elif entangler == "rzz" and num_pairs(n) > 0:
         z = 1 - 2 * _bits(n, psi.device).to(g.dtype)  # Z eigenvalues, (N, n)
         zz = torch.stack([z[:, a] * z[:, b] for a, b in ring_pairs(n)], dim=-1)  # (N, P)
-        phase = g @ zz.T  # (S, N): sum_p g_p z_a z_b
-        psi = psi * torch.polar(torch.ones_like(phase), -phase / 2)
+        # One phase per pair gate, multiplied: summing the angles first would lose
+        # a small angle next to a huge one (1 + 1e30 == 1e30 in floating point).
+        phase = g[:, None, :] * zz  # (S, N, P): g_p z_a z_b
+        psi = psi * torch.polar(torch.ones_like(phase), -phase / 2).prod(dim=-1)
     return psi
 
 
