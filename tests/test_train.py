@@ -104,7 +104,7 @@ def test_a_failed_save_never_replaces_the_last_good_checkpoint(tmp_path, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full.*previous last.pt.*unchanged"):
         ckpt_mod.save({"model": {"w": torch.zeros(3)}}, path)
     assert path.read_bytes() == good and list(tmp_path.iterdir()) == [path]
     assert torch.equal(ckpt_mod.load(path)["model"]["w"], torch.ones(3))

@@ -5,11 +5,14 @@ MNIST / Fashion-MNIST: torchvision reads uncompressed idx files from
 ``<root>/<Class>/raw``; gzipped copies found elsewhere are unpacked there first.
 CIFAR-10: the python batches in ``<root>/cifar-10-batches-py``, checked against
 the md5s of the original download or of the rebuilt copy (../shared/data/README.md).
+Every file is checked first (``checks``): a truncated or foreign file stops with its name.
 """
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import zlib
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -18,6 +21,7 @@ from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
+from .checks import DatasetFormatError, check_cifar_folder, check_idx_pair
 from .roots import candidate_roots, not_found, writable_root
 
 Split = Tuple[Tensor, Tensor]
@@ -44,12 +48,35 @@ def _has_raw(folder: Path) -> bool:
     return all((folder / name).is_file() for name in IDX_FILES)
 
 
+def _check_raw(raw: Path, gz_folder: Optional[Path] = None) -> None:
+    """The four files; errors name the .gz in ``gz_folder`` they were unpacked from, if any."""
+    shown = (lambda p: f"{gz_folder / p.name}.gz (unpacked to {p})") if gz_folder else (lambda p: None)
+    check_idx_pair(raw / IDX_FILES[0], raw / IDX_FILES[1], shown=shown)
+    check_idx_pair(raw / IDX_FILES[2], raw / IDX_FILES[3], shown=shown)
+
+
+def _gunzip(src: Path, dst: Path) -> None:
+    # Per-process temporary name: DDP ranks on one machine unpack at the same time; each rename is whole.
+    tmp = dst.with_name(f"{dst.name}.part-{os.getpid()}")
+    try:
+        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        tmp.replace(dst)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        state = "truncated" if isinstance(error, EOFError) else "not a valid gzip file"
+        raise DatasetFormatError(f"{src}: {state} ({error}); delete it and provide the original file "
+                                 "again") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _prepare_idx(kind: str, data_root: Optional[str], download: bool) -> Path:
-    """Returns a root under which torchvision finds <kind>/raw/<uncompressed idx files>."""
+    """Returns a root under which torchvision finds <kind>/raw/<uncompressed idx files>, checked."""
     target = writable_root(data_root)
     roots = candidate_roots(data_root)
     for root in roots:
         if _has_raw(root / kind / "raw"):
+            _check_raw(root / kind / "raw")
             return root
     for root in roots:
         for sub in GZ_FOLDERS[kind]:
@@ -58,10 +85,13 @@ def _prepare_idx(kind: str, data_root: Optional[str], download: bool) -> Path:
                 raw = target / kind / "raw"
                 raw.mkdir(parents=True, exist_ok=True)
                 for name in IDX_FILES:
-                    tmp = raw / f"{name}.part"
-                    with gzip.open(folder / f"{name}.gz", "rb") as src, open(tmp, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-                    tmp.replace(raw / name)
+                    _gunzip(folder / f"{name}.gz", raw / name)
+                try:
+                    _check_raw(raw, gz_folder=folder)
+                except DatasetFormatError:  # not left where the next run would take it as good
+                    for name in IDX_FILES:
+                        (raw / name).unlink(missing_ok=True)
+                    raise
                 return target
     if download:
         return target
@@ -112,6 +142,9 @@ def load_cifar10(data_root: Optional[str] = None, download: bool = False, verify
         if not download:
             raise not_found("CIFAR10", [r / "cifar-10-batches-py" for r in roots], HOW["CIFAR10"])
         root = writable_root(data_root)
+    folder = root / "cifar-10-batches-py"
+    if (folder / "test_batch").is_file():  # else torchvision downloads (download=true) and checks the md5s
+        check_cifar_folder(folder, [name for name, _ in _CIFAR10.train_list + _CIFAR10.test_list])
     attrs = {"verify_md5": verify_md5}
     if not verify_md5:
         attrs["meta"] = dict(_CIFAR10.meta, md5=None)

@@ -6,22 +6,24 @@ import json
 import sys
 from typing import List, Optional
 
-from ..data import DatasetNotFoundError
+from ..data import DatasetFormatError, DatasetNotFoundError
 from .checkpoint import CheckpointError
 from .schema import ConfigError
 
-USER_ERRORS = (ConfigError, DatasetNotFoundError, CheckpointError)
+# Exit 2: something to fix in the config, the data or a checkpoint, found before or while loading.
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError)
 
 
-def _fail(prog: str, error: Exception) -> int:
+def _fail(prog: str, error: Exception, code: int = 2) -> int:
     print(f"{prog}: error: {error}", file=sys.stderr)
-    return 2
+    return code
 
 
 def train_main(argv: Optional[List[str]] = None) -> int:
     from .config import Config, load_config
     from .schema import describe
-    from .trainer import RunDirError, train
+    from .distributed import DistributedError
+    from .trainer import NonFiniteError, RunDirError, train
 
     parser = argparse.ArgumentParser(
         prog="qlam-train", description="Train a sequence classifier from a YAML config "
@@ -47,6 +49,8 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         results = train(cfg, resume=args.resume, force=args.force)
     except USER_ERRORS + (RunDirError, ValueError) as error:
         return _fail("qlam-train", error)
+    except (NonFiniteError, DistributedError, OSError) as error:  # the run failed (diverged, a peer died): exit 1
+        return _fail("qlam-train", error, code=1)
     except KeyboardInterrupt:
         print("qlam-train: interrupted; continue with the same command and --resume", file=sys.stderr)
         return 130

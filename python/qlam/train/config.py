@@ -91,6 +91,9 @@ class TrainConfig:
     num_threads: Optional[int] = field(None, ge=1, help="CPU threads (torch.set_num_threads)")
     max_steps_per_epoch: Optional[int] = field(None, ge=1, help="cut epochs short (smoke tests)")
     checkpoint_every_steps: Optional[int] = field(None, ge=1, help="also save `last` every this many steps")
+    skip_nonfinite: bool = field(False, help="skip a batch whose loss or gradient is not finite (else stop)")
+    max_nonfinite_skips: int = field(10, ge=1, help="stop anyway after this many such batches in a row")
+    dist_timeout_s: float = field(600.0, gt=0, help="DDP: a rank waiting this long for the others fails")
 
 
 @dataclass
@@ -142,18 +145,55 @@ def config_from_dict(data: Dict[str, Any], overrides: Iterable[str] = ()) -> Con
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML in ``path``; a syntax error becomes ``ConfigError("FILE:LINE:COLUMN: ...")``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        context, start = getattr(error, "context", None), getattr(error, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            context += f" that starts on line {start.line + 1}"
+        raise ConfigError(f"{where}: not valid YAML: {problem}{f' ({context})' if context else ''}") from None
+
+
 def load_config(path, overrides: Iterable[str] = ()) -> Config:
+    """The file is checked alone first, so an error names the file or the override that caused it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    data = read_yaml(path)
+    overrides = list(overrides)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        build(Config, data)  # the schema alone: overrides may still settle cross-key checks
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
     try:
         return config_from_dict(data, overrides)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+        where = f"{path} with the command-line overrides {' '.join(overrides)}" if overrides else str(path)
+        raise ConfigError(f"{where}: {error}") from None
 
 
 def _check_consistency(cfg: Config) -> None:

@@ -13,11 +13,22 @@ import torch
 import yaml
 
 
+class RecordWriteError(OSError):
+    """A run file (metrics, results, config) could not be written; the previous version is unchanged."""
+
+
 def write_text(path: Path, text: str) -> None:
-    """Atomic small-file write."""
+    """Atomic small-file write: a kill or a full disk leaves the old file whole, never a torn line."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        raise RecordWriteError(error.errno, f"could not write {path}: {error.strerror or error}; the previous "
+                               "version, if any, is unchanged") from error
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_config(run_dir: Path, config: Dict[str, Any]) -> None:
@@ -76,5 +87,12 @@ def plot_curves(run_dir: Path, history: List[Dict[str, Any]]) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(run_dir / "learning_curves.png", dpi=100)
-    plt.close(fig)
+    path = run_dir / "learning_curves.png"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:  # like write_text: a kill mid-write leaves the previous picture, not a torn one
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()

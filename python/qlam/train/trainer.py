@@ -8,12 +8,17 @@ the epoch's running sums, so a resumed run repeats the uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import random
+import sys
 import time
+import warnings
 from typing import Optional
 
 import numpy as np
 import torch
+import yaml
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
@@ -24,11 +29,15 @@ from .config import Config, config_from_dict
 from .progress import Progress
 
 # Keys that may differ between an interrupted run and its resumption.
-RESUME_FREE = {("output", "progress"), ("output", "plots"), ("train", "num_threads")}
+RESUME_FREE = {("output", "progress"), ("output", "plots"), ("train", "num_threads"), ("train", "dist_timeout_s")}
 
 
 class RunDirError(RuntimeError):
-    """The run folder already has a run and neither --resume nor another name was given."""
+    """The run folder is unusable: it holds another run, has nothing to resume, or cannot be written."""
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the gradients stopped being finite; the run stopped before the bad step changed anything."""
 
 
 class Interrupted(RuntimeError):
@@ -40,7 +49,6 @@ def _seed_all(seed: int, deterministic: bool) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        import os
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
@@ -80,7 +88,7 @@ def evaluate(model, loader: BatchLoader, cfg: Config, device) -> dict:
 class Trainer:
     def __init__(self, cfg: Config, resume: bool = False, force: bool = False):
         self.t_start = time.perf_counter()
-        self.cfg, self.ctx = cfg, distributed.setup(cfg.train.device)
+        self.cfg, self.ctx = cfg, distributed.setup(cfg.train.device, cfg.train.dist_timeout_s)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         self.run_dir = cfg.run_dir()
@@ -103,8 +111,9 @@ class Trainer:
         self.steps_per_epoch = min(len(self.train_loader), t.max_steps_per_epoch or len(self.train_loader))
         self.optimizer, self.scheduler = optim.build(self.model, t, t.epochs * self.steps_per_epoch)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": None, "best_epoch": None,
-                      "elapsed": 0.0, "sums": [0.0, 0.0, 0.0, 0.0], "history": []}
-        if resume:
+                      "elapsed": 0.0, "sums": [0.0, 0.0, 0.0, 0.0], "history": [], "skipped": 0, "skips_in_a_row": 0}
+        self.saved_step = None  # global step of the newest last.pt (None: there is none yet)
+        if resume and (self.run_dir / "last.pt").exists():
             self._restore()
         self.forward = self.model
         if world > 1:
@@ -114,19 +123,46 @@ class Trainer:
 
     # -- run folder and checkpoints ---------------------------------------------------------
     def _prepare_run_dir(self, resume: bool, force: bool) -> None:
+        """Checks the folder before any data is read or step taken, so a bad folder fails in seconds."""
         has_run = (self.run_dir / "last.pt").exists() or (self.run_dir / "results.json").exists()
+        fresh = not resume
         if resume and not (self.run_dir / "last.pt").exists():
-            raise RunDirError(f"--resume: no checkpoint {self.run_dir / 'last.pt'} to resume from")
+            # Killed before its first checkpoint: the same run starts from the beginning.
+            if not self._same_run_config():
+                raise RunDirError(f"--resume: no checkpoint {self.run_dir / 'last.pt'} to resume from (and no "
+                                  "config.yaml of this run there); run without --resume to start it")
+            fresh = True
+            if self.ctx.is_main:
+                print(f"qlam-train: {self.run_dir} has no checkpoint yet; starting the run from the beginning",
+                      file=sys.stderr)
         if has_run and not resume and not force:
             raise RunDirError(f"run folder {self.run_dir} already holds a run; pass --resume to continue it, "
                               "--force to start over, or choose another output.name")
         if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume:
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                probe = self.run_dir / f".write-test-{os.getpid()}"
+                probe.write_bytes(b"qlam")
+                probe.unlink()
+            except OSError as error:
+                raise RunDirError(f"run folder {self.run_dir} cannot be written ({error.strerror or error}); "
+                                  "choose a writable output.dir (or output.name) or fix the folder's "
+                                  "permissions") from None
+            for stale in self.run_dir.glob(".*.tmp-*"):  # left by a process killed while writing
+                stale.unlink(missing_ok=True)
+            if fresh:
                 for name in ("last.pt", "best.pt", "results.json", "metrics.jsonl", "metrics.csv"):
                     (self.run_dir / name).unlink(missing_ok=True)
             records.write_config(self.run_dir, self.cfg.to_dict())
         distributed.barrier()
+
+    def _same_run_config(self) -> bool:
+        """Whether the folder's config.yaml is this config (up to the keys a resume may change)."""
+        try:
+            saved = yaml.safe_load((self.run_dir / "config.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            return False
+        return isinstance(saved, dict) and _comparable(saved) == _comparable(self.cfg.to_dict())
 
     def _payload(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
@@ -138,8 +174,14 @@ class Trainer:
                 "params": self.n_params, "task": self.cfg.task.name, "model_name": self.cfg.model.name}
 
     def _save(self, name: str) -> None:
+        # A non-finite weight would make every later step (and a resume) useless: never save one.
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise NonFiniteError(f"the parameters are no longer finite at global step {self.state['global_step']}; "
+                                 f"{name} was not written (the last one written is kept)")
         if self.ctx.is_main:
             checkpoint.save(self._payload(), self.run_dir / name)
+        if name == "last.pt":
+            self.saved_step = self.state["global_step"]
 
     def _restore(self) -> None:
         ckpt = checkpoint.load(self.run_dir / "last.pt", map_location=self.ctx.device)
@@ -149,46 +191,87 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.state = ckpt["state"]
+        self.state = dict(self.state, **ckpt["state"])
+        self.saved_step = self.state["global_step"]
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         if "cuda" in ckpt["rng"] and self.ctx.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"].cpu(), self.ctx.device)
+        if self.ctx.is_main:
+            # A kill between last.pt and metrics.jsonl leaves the metrics an epoch behind: rewrite them.
+            records.write_metrics(self.run_dir, self.state["history"])
+            if self.cfg.output.plots and self.state["history"]:
+                records.plot_curves(self.run_dir, self.state["history"])
+            print(f"qlam-train: resuming {self.run_dir / 'last.pt'} at epoch {self.state['epoch'] + 1}, "
+                  f"step {self.state['step_in_epoch']} (global step {self.state['global_step']})", file=sys.stderr)
 
     # -- the loop -----------------------------------------------------------------------------
     def _train_step(self, x, y) -> None:
+        t = self.cfg.train
         with _autocast(self.cfg, self.ctx.device):
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.train.label_smoothing)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=t.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        with distributed.collective("the gradient sum of the backward pass"):  # DDP reduces inside backward
+            loss.backward()
+        bad_grad = torch.zeros((), dtype=torch.float64, device=y.device)
+        if t.grad_clip:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            bad_grad = (~torch.isfinite(norm)).double()
+        # One reduction and one sync per step, before the optimizer step: every rank sees the same sums,
+        # so every rank takes the same decision about a non-finite loss.
+        part = torch.stack([loss.detach().double() * len(y), (logits.argmax(-1) == y).sum().double(),
+                            torch.tensor(float(len(y)), dtype=torch.float64, device=y.device), bad_grad])
+        distributed.all_reduce_sum(part)
+        loss_sum, correct, count, grads_bad = part.tolist()
+        if not math.isfinite(loss_sum) or grads_bad:
+            self._non_finite("loss" if not math.isfinite(loss_sum) else "gradient norm")
+            return
         self.optimizer.step()
         self.scheduler.step()
-        part = torch.stack([loss.detach().double() * len(y), (logits.argmax(-1) == y).sum().double(),
-                            torch.tensor(float(len(y)), dtype=torch.float64, device=y.device)])
-        distributed.all_reduce_sum(part)
+        self.state["skips_in_a_row"] = 0
         sums = self.state["sums"]
-        for i in range(3):
-            sums[i] += part[i].item()
+        sums[0] += loss_sum
+        sums[1] += correct
+        sums[2] += count
+
+    def _non_finite(self, what: str) -> None:
+        """Stops the run, or (train.skip_nonfinite) skips the batch without an optimizer or schedule step."""
+        s, t = self.state, self.cfg.train
+        where = (f"epoch {s['epoch'] + 1}, step {s['step_in_epoch'] + 1}/{self.steps_per_epoch} "
+                 f"(global step {s['global_step'] + 1})")
+        kept = (f"{self.run_dir / 'last.pt'} (global step {self.saved_step}) is kept" if self.saved_step is not None
+                else "no checkpoint was written yet")
+        if not t.skip_nonfinite:
+            raise NonFiniteError(f"non-finite {what} at {where}; the run stopped before this step changed the "
+                                 f"weights and {kept}. Lower train.lr, keep train.grad_clip on, or set "
+                                 "train.skip_nonfinite=true to skip such batches")
+        s["skipped"] += 1
+        s["skips_in_a_row"] += 1
+        if s["skips_in_a_row"] >= t.max_nonfinite_skips:
+            raise NonFiniteError(f"non-finite {what} in {s['skips_in_a_row']} batches in a row, the last at {where} "
+                                 f"(train.max_nonfinite_skips={t.max_nonfinite_skips}); the run stopped and {kept}")
+        if self.ctx.is_main:
+            warnings.warn(f"qlam-train: skipped the batch at {where}: non-finite {what} "
+                          f"({s['skipped']} skipped so far)", RuntimeWarning, stacklevel=2)
 
     def _end_epoch(self, epoch: int) -> None:
         s = self.state
         loss_sum, correct, count, seconds = s["sums"]
         val = evaluate(self.model, self.val_loader, self.cfg, self.ctx.device) if len(self.task.val_y) else None
         row = {"epoch": epoch + 1, "step": s["global_step"], "lr": self.scheduler.get_last_lr()[0],
-               "train_loss": loss_sum / count, "train_acc": correct / count,
+               "train_loss": loss_sum / count if count else None, "train_acc": correct / count if count else None,
                "val_loss": val["loss"] if val else None, "val_acc": val["acc"] if val else None,
                "epoch_time_s": seconds, "tokens_per_s": count * self.task.seq_len / max(seconds, 1e-9)}
         s["history"].append(row)
         s.update(epoch=epoch + 1, step_in_epoch=0, sums=[0.0, 0.0, 0.0, 0.0])
-        score = row["val_acc"] if val else row["train_acc"]
+        score = (row["val_acc"] if val else row["train_acc"]) or 0.0
         improved = s["best_val_acc"] is None or score > s["best_val_acc"]
         if improved:
             s["best_val_acc"], s["best_epoch"] = score, epoch + 1
-        self._save("last.pt")
-        if improved:
+            # best.pt first: a kill between the two files must not leave a last.pt that names an epoch
+            # as best whose weights best.pt does not hold (the resumed run would never rewrite it).
             self._save("best.pt")
+        self._save("last.pt")
         if self.ctx.is_main:
             records.write_metrics(self.run_dir, s["history"])
             if self.cfg.output.plots:
@@ -233,7 +316,8 @@ class Trainer:
         results = {"task": self.cfg.task.name, "model": self.cfg.model.name, "params": self.n_params,
                    "seed": self.cfg.train.seed, "best_val_acc": s["best_val_acc"], "best_epoch": s["best_epoch"],
                    "test_acc": test["acc"], "test_loss": test["loss"], "test_count": test["count"],
-                   "epochs": s["epoch"], "steps": s["global_step"], "train_images": len(self.task.train_y),
+                   "epochs": s["epoch"], "steps": s["global_step"], "skipped_steps": s["skipped"],
+                   "train_images": len(self.task.train_y),
                    "train_time_s": s["elapsed"], "wall_time_s": time.perf_counter() - self.t_start, "tokens_per_s": tokens / max(s["elapsed"], 1e-9),
                    "world_size": self.ctx.world, "device": str(self.ctx.device),
                    "hardware": records.hardware(self.ctx.device), "torch": torch.__version__}
