@@ -49,7 +49,8 @@ def compiled_reference_scan():
         gates = reference.rot_matrices(angles).transpose(1, 2).reshape(B * H, T, L, n, 2, 2)
         feats = []
         for t in range(T):
-            psi, f = step(psi, gates[:, t])
+            # contiguous: the slice's strides depend on T and would force a recompile per length
+            psi, f = step(psi, gates[:, t].contiguous())
             feats.append(f)
         return torch.stack(feats, 1).reshape(B, H, T, -1).transpose(1, 2), psi.reshape(B, H, -1)
 

@@ -1,0 +1,252 @@
+"""Peak memory of one training step against sequence length: QLAM, LSTM, Transformer.
+
+    python benchmarks/memory.py [--device cpu|cuda] [--quick] [--cap-gib 8] [--timeout 150]
+
+The models are classical.py's parameter-matched one-block classifiers (1 input
+feature, batch 1 by default); T = 1k, 4k, 16k, 64k. Each point runs in a fresh
+subprocess: model, input and optimizer are built, a 16-token training step
+warms up (lazily loaded libraries, thread pools, AdamW's state), then one
+training step (forward, cross-entropy, backward, AdamW step) at length T runs
+and its peak memory above what the process held just before it is reported.
+
+CPU: the step's peak is the process's peak RSS (resource.getrusage ru_maxrss)
+minus its RSS just before the step. ru_maxrss is a high-water mark over the
+process's life, so when the step stays below an earlier peak (importing torch)
+it cannot see the step; then a thread sampling /proc/self/statm every 1 ms
+during the step gives the peak instead (the row says which). The child caps its
+address space (RLIMIT_AS = what it has mapped before the step + --cap-gib) so a
+point that needs more fails with an out-of-memory error instead of exhausting
+the machine; a point past --timeout is killed. CUDA: max_memory_allocated
+minus memory_allocated before the step.
+
+Also reported: the bytes of the tensors that must scale with T whatever the
+model: the input (B, T, 1), the block's output (B, T, d_model) and, for QLAM,
+the scan's angles and features; "QLAM is flat apart from inputs and outputs"
+means its peak minus these stays about constant.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import machine, write_results  # noqa: E402
+
+LENGTHS = (1024, 4096, 16384, 65536)
+MODELS = ("qlam", "lstm", "transformer")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def mapped_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * PAGE
+
+
+def child(args) -> None:
+    """One point: prints a JSON line with the step's peak memory."""
+    import torch
+    from torch import nn
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from classical import N_CLASSES, config
+    from qlam.models import build_model
+
+    device, B, T, name = args.device, args.batch, args.child_T, args.child_model
+    torch.manual_seed(0)
+    model = build_model(config(name, args.child_d, args.n_qubits), 1, N_CLASSES, T).to(device).train()
+    x = torch.randn(B, T, 1, device=device)
+    y = torch.randint(0, N_CLASSES, (B,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    # a 16-token step first: libraries, thread pools and the optimizer state load then, not in the measured step
+    loss_fn(model(x[:, :16]), y).backward()
+    optimizer.step()
+    gc.collect()
+    result = {}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        cap = int(args.cap_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (mapped_bytes() + cap, resource.RLIM_INFINITY))
+        before = rss_bytes()
+        maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        sampled, stop = [before], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                sampled[0] = max(sampled[0], rss_bytes())
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+    t0 = time.perf_counter()
+    try:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    except (MemoryError, RuntimeError) as error:  # the cap (CPU) or the GPU's memory
+        if device != "cuda":
+            stop.set()
+        if isinstance(error, MemoryError) or "memory" in str(error).lower():
+            print(json.dumps({"status": "out of memory", "error": f"{type(error).__name__}: {str(error)[:300]}"}))
+            return
+        raise
+    if device == "cuda":
+        torch.cuda.synchronize()
+        result.update(peak_bytes=torch.cuda.max_memory_allocated() - before, method="cuda max_memory_allocated")
+    else:
+        stop.set()
+        sampler.join()
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if maxrss > maxrss_before:
+            result.update(peak_bytes=maxrss - before, method="ru_maxrss")
+        else:
+            result.update(peak_bytes=sampled[0] - before, method="sampled RSS (ru_maxrss set before the step)")
+    result.update(status="ok", step_s=time.perf_counter() - t0, before_bytes=before)
+    print(json.dumps(result))
+
+
+def io_bytes(name: str, B: int, T: int, d: int, n: int, H: int = 4, L: int = 2) -> dict:
+    io = {"input_bytes": 4 * B * T, "block_output_bytes": 4 * B * T * d}
+    if name == "qlam":
+        io["scan_io_bytes"] = 4 * B * T * H * (L * n * 3 + 3 * n)  # angles in, features out
+    return io
+
+
+def run_point(name, d, T, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--device", args.device, "--batch", str(args.batch),
+           "--n-qubits", str(args.n_qubits), "--threads", str(args.threads or 0), "--cap-gib", str(args.cap_gib), "--child-model", name,
+           "--child-T", str(T), "--child-d", str(d)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out (> {args.timeout:.0f} s)"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        oom = "memory" in tail.lower() or done.returncode in (-9, 137)
+        return {"status": "out of memory" if oom else "failed", "error": f"exit {done.returncode}: {tail[:300]}"}
+    return json.loads(lines[-1])
+
+
+def plot(rows, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, name in enumerate(MODELS):
+        pts = [r for r in rows if r["model"] == name and r["status"] == "ok"]
+        if pts:
+            ax.plot([r["T"] for r in pts], [r["peak_bytes"] / 2**20 for r in pts], "o-", color=f"C{i}",
+                    label=f"{name} (d={pts[0]['d_model']})")
+        failed = [r for r in rows if r["model"] == name and r["status"] != "ok"]
+        for r in failed:
+            ax.annotate(r["status"].split(" (")[0], (r["T"], ax.get_ylim()[1] if pts else 1), fontsize=7,
+                        color=f"C{i}", rotation=90, va="top")
+    io = [r for r in rows if r["model"] == "qlam"]
+    if io:
+        ax.plot([r["T"] for r in io], [(r["input_bytes"] + r["block_output_bytes"] + r["scan_io_bytes"]) / 2**20
+                                       for r in io], "k:", label="QLAM input + block output + scan I/O")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("training-step peak above baseline (MiB)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="T = 256, 1024 (a smoke test)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: torch's); 1 avoids stalls when other jobs share the cores")
+    parser.add_argument("--n-qubits", type=int, default=6)
+    parser.add_argument("--cap-gib", type=float, default=8.0, help="address-space cap per point (CPU)")
+    parser.add_argument("--timeout", type=float, default=150.0, help="seconds per point")
+    parser.add_argument("--child-model", help=argparse.SUPPRESS)
+    parser.add_argument("--child-T", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-d", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_model:
+        child(args)
+        return
+    from classical import matched_models
+
+    lengths = (256, 1024) if args.quick else LENGTHS
+    widths = {name: (d, params) for name, (_, params, d) in matched_models(1, 1024, args.n_qubits).items()
+              if name in MODELS}
+    rows = []
+    for T in lengths:
+        for name in MODELS:
+            d, params = widths[name]
+            print(f"[T={T}] {name} ...", flush=True)
+            row = dict(model=name, T=T, B=args.batch, d_model=d, params=params, **run_point(name, d, T, args),
+                       **io_bytes(name, args.batch, T, d, args.n_qubits))
+            print("  ", row, flush=True)
+            rows.append(row)
+    write(rows, args)
+
+
+def write(rows, args):
+    meta = machine()
+    meta.update(threads=args.threads or "torch default", device=args.device, quick=args.quick, cap_gib=args.cap_gib, timeout_s=args.timeout,
+                command="python benchmarks/memory.py " + " ".join(sys.argv[1:]))
+    mib = 2**20
+    lines = [
+        f"# Training-step peak memory vs sequence length ({args.device})",
+        "",
+        f"Machine: {meta['cpu']}, {meta['cpu_threads']} threads; torch {meta['torch']}. "
+        f"Command: `{meta['command']}`. Batch {args.batch}, float32, one block per model "
+        f"(parameter-matched; QLAM n = {args.n_qubits}, 4 heads, depth 2). Peak = the step's peak above the "
+        "process's memory just before it (fresh process per point; see the script's docstring for the method).",
+        "I/O = input + block output (+ for QLAM the scan's angles and features): tensors that scale with T "
+        "whatever the model.",
+        "",
+        "| T | model | parameters | peak (MiB) | I/O (MiB) | peak - I/O (MiB) | step time | how measured |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        io = (r["input_bytes"] + r["block_output_bytes"] + r.get("scan_io_bytes", 0)) / mib
+        if r["status"] == "ok":
+            lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {r['peak_bytes'] / mib:.1f} | {io:.1f} "
+                         f"| {r['peak_bytes'] / mib - io:.1f} | {r['step_s']:.2f} s | {r['method']} |")
+        else:
+            lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {r['status']} | {io:.1f} | | | "
+                         f"{r.get('error', '')} |")
+    name = f"memory_{args.device}" + ("_quick" if args.quick else "")
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    os.makedirs(folder, exist_ok=True)
+    png = os.path.join(folder, f"{name}.png")
+    plot(rows, png, f"training step, batch {args.batch}, {meta['cpu']}")
+    lines += ["", f"![memory vs T]({name}.png)"]
+    paths = write_results(name, rows, "\n".join(lines) + "\n", meta)
+    print("\n".join(lines))
+    print("wrote", *paths, png)
+
+
+if __name__ == "__main__":
+    main()
