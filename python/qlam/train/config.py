@@ -43,6 +43,8 @@ class QLAMOptions:
     pair_features: bool = field(False, help="also measure two-qubit Paulis")
     backend: Literal["auto", "kernel", "reference"] = field("auto")
     checkpoint_every: Optional[int] = field(None, ge=1, help="keep every k-th state for the backward")
+    recompute_chunk: Optional[int] = field(None, ge=1, help="train the model in chunks of this many tokens, "
+                                           "recomputed in the backward: memory flat in T, ~1 more forward")
 
 
 @dataclass
