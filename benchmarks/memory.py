@@ -1,15 +1,22 @@
 """Peak memory of one training step against sequence length: QLAM, LSTM, Transformer.
 
-    python benchmarks/memory.py [--device cpu|cuda] [--quick] [--cap-gib 8] [--timeout 150]
+    python benchmarks/memory.py [--device cpu|cuda] [--quick] [--cap-gib 8] [--timeout 400]
+                                [--recompute-chunk 1024]
 
 The models are classical.py's parameter-matched one-block classifiers (1 input
-feature, batch 1 by default); T = 1k, 4k, 16k, 64k. Each point runs in a fresh
+feature, batch 1 by default); T = 1k, 4k, 16k, 64k. "qlam-recompute" is the
+same QLAM model with `model.qlam.recompute_chunk` set: the block runs in chunks
+of that many tokens and recomputes each in the backward. Each point runs in a fresh
 subprocess: model, input and optimizer are built, a 16-token training step
 warms up (lazily loaded libraries, thread pools, AdamW's state), then one
 training step (forward, cross-entropy, backward, AdamW step) at length T runs
 and its peak memory above what the process held just before it is reported.
 
-CPU: the step's peak is the process's peak RSS (resource.getrusage ru_maxrss)
+Two peaks on CPU. Tensors: the step is run a second time under torch.profiler
+with profile_memory, and the highest running sum of its allocation and free
+events is the peak of live tensor memory, the CPU counterpart of CUDA's
+max_memory_allocated (frees of blocks allocated before the profiler started are
+not reported, so it can only overstate). RSS: the step's peak is the process's peak RSS (resource.getrusage ru_maxrss)
 minus its RSS just before the step. ru_maxrss is a high-water mark over the
 process's life, so when the step stays below an earlier peak (importing torch)
 it cannot see the step; then a thread sampling /proc/self/statm every 1 ms
@@ -18,6 +25,15 @@ address space (RLIMIT_AS = what it has mapped before the step + --cap-gib) so a
 point that needs more fails with an out-of-memory error instead of exhausting
 the machine; a point past --timeout is killed. CUDA: max_memory_allocated
 minus memory_allocated before the step.
+
+RSS counts what glibc's malloc keeps after a free as well as live tensors.
+By default glibc raises its mmap threshold after large frees, so later large
+tensors come from a heap it does not give back, and the RSS peak then grows
+with the number of allocations a step makes, not with what is live at once
+(measured: the chunked QLAM step read 38/79/246 MiB at T = 4k/16k/64k this way,
+17 MiB at each with the threshold fixed). So the children run with
+MALLOC_MMAP_THRESHOLD_=65536 (large blocks mmapped and returned when freed),
+for every model alike; `--allocator glibc-default` measures the default instead.
 
 Also reported: the bytes of the tensors that must scale with T whatever the
 model: the input (B, T, 1), the block's output (B, T, d_model) and, for QLAM,
@@ -40,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import machine, write_results  # noqa: E402
 
 LENGTHS = (1024, 4096, 16384, 65536)
-MODELS = ("qlam", "lstm", "transformer")
+MODELS = ("qlam", "qlam-recompute", "lstm", "transformer")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -67,7 +83,10 @@ def child(args) -> None:
 
     device, B, T, name = args.device, args.batch, args.child_T, args.child_model
     torch.manual_seed(0)
-    model = build_model(config(name, args.child_d, args.n_qubits), 1, N_CLASSES, T).to(device).train()
+    cfg = config(name.split("-")[0], args.child_d, args.n_qubits)
+    if name == "qlam-recompute":
+        cfg.qlam.recompute_chunk = args.recompute_chunk
+    model = build_model(cfg, 1, N_CLASSES, T).to(device).train()
     x = torch.randn(B, T, 1, device=device)
     y = torch.randint(0, N_CLASSES, (B,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -97,9 +116,7 @@ def child(args) -> None:
         sampler.start()
     t0 = time.perf_counter()
     try:
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        optimizer.step()
+        train_step(model, optimizer, loss_fn, x, y)
     except (MemoryError, RuntimeError) as error:  # the cap (CPU) or the GPU's memory
         if device != "cuda":
             stop.set()
@@ -110,6 +127,7 @@ def child(args) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
         result.update(peak_bytes=torch.cuda.max_memory_allocated() - before, method="cuda max_memory_allocated")
+        result["tensor_peak_bytes"] = result["peak_bytes"]
     else:
         stop.set()
         sampler.join()
@@ -118,12 +136,43 @@ def child(args) -> None:
             result.update(peak_bytes=maxrss - before, method="ru_maxrss")
         else:
             result.update(peak_bytes=sampled[0] - before, method="sampled RSS (ru_maxrss set before the step)")
+        step_s = time.perf_counter() - t0
+        result["tensor_peak_bytes"] = tensor_peak_bytes(lambda: train_step(model, optimizer, loss_fn, x, y))
+        t0 = time.perf_counter() - step_s  # the step's own time, not the profiled repeat's
     result.update(status="ok", step_s=time.perf_counter() - t0, before_bytes=before)
     print(json.dumps(result))
 
 
+def train_step(model, optimizer, loss_fn, x, y) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+
+
+def tensor_peak_bytes(step) -> int:
+    """CPU: the peak of live tensor memory during ``step()`` above the level before it.
+
+    The profiler records every allocation and free of ATen's CPU allocator in order;
+    the highest running sum is what max_memory_allocated reports on CUDA. Unlike RSS it
+    does not see what malloc keeps after a free (nor memory that libraries allocate
+    outside ATen's allocator).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    deltas = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    level = peak = 0
+    for _, nbytes in deltas:
+        level += nbytes
+        peak = max(peak, level)
+    return peak
+
+
 def io_bytes(name: str, B: int, T: int, d: int, n: int, H: int = 4, L: int = 2) -> dict:
-    io = {"input_bytes": 4 * B * T, "block_output_bytes": 4 * B * T * d}
+    # with recompute_chunk the block's output exists one chunk at a time: only the input counts
+    io = {"input_bytes": 4 * B * T, "block_output_bytes": 0 if name == "qlam-recompute" else 4 * B * T * d}
     if name == "qlam":
         io["scan_io_bytes"] = 4 * B * T * H * (L * n * 3 + 3 * n)  # angles in, features out
     return io
@@ -131,10 +180,13 @@ def io_bytes(name: str, B: int, T: int, d: int, n: int, H: int = 4, L: int = 2) 
 
 def run_point(name, d, T, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--device", args.device, "--batch", str(args.batch),
-           "--n-qubits", str(args.n_qubits), "--threads", str(args.threads or 0), "--cap-gib", str(args.cap_gib), "--child-model", name,
+           "--n-qubits", str(args.n_qubits), "--threads", str(args.threads or 0), "--cap-gib", str(args.cap_gib), "--recompute-chunk", str(args.recompute_chunk), "--child-model", name,
            "--child-T", str(T), "--child-d", str(d)]
+    env = dict(os.environ)
+    if args.allocator == "returning":
+        env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": f"timed out (> {args.timeout:.0f} s)"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -154,8 +206,11 @@ def plot(rows, path, title):
     for i, name in enumerate(MODELS):
         pts = [r for r in rows if r["model"] == name and r["status"] == "ok"]
         if pts:
-            ax.plot([r["T"] for r in pts], [r["peak_bytes"] / 2**20 for r in pts], "o-", color=f"C{i}",
-                    label=f"{name} (d={pts[0]['d_model']})")
+            ax.plot([r["T"] for r in pts], [r["tensor_peak_bytes"] / 2**20 for r in pts], "o-", color=f"C{i}",
+                    label=f"{name} (d={pts[0]['d_model']}): tensors")
+            if any(r["peak_bytes"] != r["tensor_peak_bytes"] for r in pts):
+                ax.plot([r["T"] for r in pts], [r["peak_bytes"] / 2**20 for r in pts], "--", color=f"C{i}",
+                        alpha=0.5, lw=1, label=f"{name}: RSS")
         failed = [r for r in rows if r["model"] == name and r["status"] != "ok"]
         for r in failed:
             ax.annotate(r["status"].split(" (")[0], (r["T"], ax.get_ylim()[1] if pts else 1), fontsize=7,
@@ -167,7 +222,7 @@ def plot(rows, path, title):
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("sequence length T")
-    ax.set_ylabel("training-step peak above baseline (MiB)")
+    ax.set_ylabel("training-step peak above the level before it (MiB)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
@@ -186,7 +241,11 @@ def main(argv=None) -> None:
                         help="CPU threads (default: torch's); 1 avoids stalls when other jobs share the cores")
     parser.add_argument("--n-qubits", type=int, default=6)
     parser.add_argument("--cap-gib", type=float, default=8.0, help="address-space cap per point (CPU)")
-    parser.add_argument("--timeout", type=float, default=150.0, help="seconds per point")
+    parser.add_argument("--timeout", type=float, default=400.0, help="seconds per point (CPU runs the step twice)")
+    parser.add_argument("--allocator", default="returning", choices=["returning", "glibc-default"],
+                        help="CPU: glibc malloc returning large blocks when freed (default), or glibc's default")
+    parser.add_argument("--recompute-chunk", type=int, default=1024, help="qlam-recompute's chunk (tokens)")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     parser.add_argument("--child-model", help=argparse.SUPPRESS)
     parser.add_argument("--child-T", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-d", type=int, help=argparse.SUPPRESS)
@@ -197,11 +256,15 @@ def main(argv=None) -> None:
     from classical import matched_models
 
     lengths = (256, 1024) if args.quick else LENGTHS
-    widths = {name: (d, params) for name, (_, params, d) in matched_models(1, 1024, args.n_qubits).items()
-              if name in MODELS}
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; allowed: {', '.join(MODELS)}")
+    widths = {name: (d, params) for name, (_, params, d) in matched_models(1, 1024, args.n_qubits).items()}
+    widths["qlam-recompute"] = widths["qlam"]
     rows = []
     for T in lengths:
-        for name in MODELS:
+        for name in models:
             d, params = widths[name]
             print(f"[T={T}] {name} ...", flush=True)
             row = dict(model=name, T=T, B=args.batch, d_model=d, params=params, **run_point(name, d, T, args),
@@ -213,7 +276,7 @@ def main(argv=None) -> None:
 
 def write(rows, args):
     meta = machine()
-    meta.update(threads=args.threads or "torch default", device=args.device, quick=args.quick, cap_gib=args.cap_gib, timeout_s=args.timeout,
+    meta.update(threads=args.threads or "torch default", device=args.device, quick=args.quick, cap_gib=args.cap_gib, timeout_s=args.timeout, allocator=args.allocator, recompute_chunk=args.recompute_chunk,
                 command="python benchmarks/memory.py " + " ".join(sys.argv[1:]))
     mib = 2**20
     lines = [
@@ -223,21 +286,28 @@ def write(rows, args):
         f"Command: `{meta['command']}`. Batch {args.batch}, float32, one block per model "
         f"(parameter-matched; QLAM n = {args.n_qubits}, 4 heads, depth 2). Peak = the step's peak above the "
         "process's memory just before it (fresh process per point; see the script's docstring for the method).",
+        ("CPU allocator: glibc with `MALLOC_MMAP_THRESHOLD_=65536`, so malloc gives large freed blocks back (see the script's docstring). "
+         if args.allocator == "returning" else "CPU allocator: glibc's defaults (RSS includes the heap it keeps). ")
+        + f"qlam-recompute: the same QLAM model with `model.qlam.recompute_chunk={args.recompute_chunk}`.",
         "I/O = input + block output (+ for QLAM the scan's angles and features): tensors that scale with T "
-        "whatever the model.",
+        "whatever the model (for qlam-recompute the input only: the rest exists one chunk at a time).",
+        "Tensors = the peak of live ATen tensor memory (CPU: from the profiler's allocation events in a repeat "
+        "of the step; CUDA: max_memory_allocated); RSS = the process's resident memory (CPU).",
         "",
-        "| T | model | parameters | peak (MiB) | I/O (MiB) | peak - I/O (MiB) | step time | how measured |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| T | model | parameters | tensors (MiB) | I/O (MiB) | tensors - I/O (MiB) | RSS (MiB) | step time | RSS measured by |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         io = (r["input_bytes"] + r["block_output_bytes"] + r.get("scan_io_bytes", 0)) / mib
         if r["status"] == "ok":
-            lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {r['peak_bytes'] / mib:.1f} | {io:.1f} "
-                         f"| {r['peak_bytes'] / mib - io:.1f} | {r['step_s']:.2f} s | {r['method']} |")
+            tensors = r["tensor_peak_bytes"] / mib
+            lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {tensors:.1f} | {io:.1f} | {tensors - io:.1f} "
+                         f"| {r['peak_bytes'] / mib:.1f} | {r['step_s']:.2f} s | {r['method']} |")
         else:
-            lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {r['status']} | {io:.1f} | | | "
+            lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {r['status']} | {io:.1f} | | | | "
                          f"{r.get('error', '')} |")
-    name = f"memory_{args.device}" + ("_quick" if args.quick else "")
+    name = (f"memory_{args.device}" + ("_quick" if args.quick else "")
+            + ("_glibc_default" if args.allocator == "glibc-default" and args.device == "cpu" else ""))
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     os.makedirs(folder, exist_ok=True)
     png = os.path.join(folder, f"{name}.png")
