@@ -54,3 +54,24 @@ def test_export():
     exported = torch.export.export(ScanOnly(), (angles,))
     assert any("qlam.scan" in str(node.target) for node in exported.graph.nodes)
     torch.testing.assert_close(exported.module()(angles), ScanOnly()(angles))
+
+
+def test_compile_of_the_chunked_recomputing_classifier_matches_eager():
+    # model.qlam.recompute_chunk puts torch.utils.checkpoint in a loop over chunks: train.compile must keep it exact
+    from qlam.models import build_model
+    from qlam.train.config import config_from_dict
+
+    torch.manual_seed(0)
+    cfg = config_from_dict({"model": {"name": "qlam", "d_model": 16, "n_layers": 2,
+                                      "qlam": {"n_qubits": 3, "n_heads": 2, "depth": 1, "recompute_chunk": 5}}})
+    model = build_model(cfg.model, 3, 10, 23)
+    x = torch.randn(3, 23, 3)
+    eager = model(x).logsumexp(-1).sum()
+    eager.backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    compiled = torch.compile(model, backend="aot_eager")(x).logsumexp(-1).sum()
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager)
+    for g, e in zip((p.grad for p in model.parameters()), eager_grads):
+        torch.testing.assert_close(g, e)
