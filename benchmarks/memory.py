@@ -16,24 +16,25 @@ Two peaks on CPU. Tensors: the step is run a second time under torch.profiler
 with profile_memory, and the highest running sum of its allocation and free
 events is the peak of live tensor memory, the CPU counterpart of CUDA's
 max_memory_allocated (frees of blocks allocated before the profiler started are
-not reported, so it can only overstate). RSS: the step's peak is the process's peak RSS (resource.getrusage ru_maxrss)
-minus its RSS just before the step. ru_maxrss is a high-water mark over the
-process's life, so when the step stays below an earlier peak (importing torch)
-it cannot see the step; then a thread sampling /proc/self/statm every 1 ms
-during the step gives the peak instead (the row says which). The child caps its
-address space (RLIMIT_AS = what it has mapped before the step + --cap-gib) so a
-point that needs more fails with an out-of-memory error instead of exhausting
-the machine; a point past --timeout is killed. CUDA: max_memory_allocated
-minus memory_allocated before the step.
+not reported, so it can only overstate). RSS: the step's peak is the process's
+peak RSS (resource.getrusage ru_maxrss) minus its RSS just before the step.
+ru_maxrss is a high-water mark over the process's life, so when the step stays
+below an earlier peak (importing torch) it cannot see the step; then a thread
+sampling /proc/self/statm every 1 ms during the step gives the peak instead
+(the row says which). The child caps its address space (RLIMIT_AS = what it has
+mapped before the step + --cap-gib) so a point that needs more fails with an
+out-of-memory error instead of exhausting the machine; a point past --timeout
+is killed. CUDA: max_memory_allocated minus memory_allocated before the step.
 
-RSS counts what glibc's malloc keeps after a free as well as live tensors.
-By default glibc raises its mmap threshold after large frees, so later large
+RSS counts what glibc's malloc keeps after a free as well as live tensors. By
+default glibc raises its mmap threshold after large frees, so later large
 tensors come from a heap it does not give back, and the RSS peak then grows
 with the number of allocations a step makes, not with what is live at once
 (measured: the chunked QLAM step read 38/79/246 MiB at T = 4k/16k/64k this way,
-17 MiB at each with the threshold fixed). So the children run with
-MALLOC_MMAP_THRESHOLD_=65536 (large blocks mmapped and returned when freed),
-for every model alike; `--allocator glibc-default` measures the default instead.
+16/17/21 MiB with the threshold fixed, while its live tensors stayed at 11-12
+MiB). So the children run with MALLOC_MMAP_THRESHOLD_=65536 (large blocks
+mmapped and returned when freed), for every model alike; `--allocator
+glibc-default` measures the default instead.
 
 Also reported: the bytes of the tensors that must scale with T whatever the
 model: the input (B, T, 1), the block's output (B, T, d_model) and, for QLAM,
@@ -126,6 +127,8 @@ def child(args) -> None:
         raise
     if device == "cuda":
         torch.cuda.synchronize()
+    step_s = time.perf_counter() - t0
+    if device == "cuda":
         result.update(peak_bytes=torch.cuda.max_memory_allocated() - before, method="cuda max_memory_allocated")
         result["tensor_peak_bytes"] = result["peak_bytes"]
     else:
@@ -136,10 +139,8 @@ def child(args) -> None:
             result.update(peak_bytes=maxrss - before, method="ru_maxrss")
         else:
             result.update(peak_bytes=sampled[0] - before, method="sampled RSS (ru_maxrss set before the step)")
-        step_s = time.perf_counter() - t0
         result["tensor_peak_bytes"] = tensor_peak_bytes(lambda: train_step(model, optimizer, loss_fn, x, y))
-        t0 = time.perf_counter() - step_s  # the step's own time, not the profiled repeat's
-    result.update(status="ok", step_s=time.perf_counter() - t0, before_bytes=before)
+    result.update(status="ok", step_s=step_s, before_bytes=before)
     print(json.dumps(result))
 
 

@@ -48,7 +48,6 @@ def test_ssm_marks_its_dynamics_for_the_optimizer():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
-
 def _qlam_model(recompute_chunk, dropout=0.0, pooling="mean"):
     torch.manual_seed(0)
     cfg = config_from_dict({"model": {"name": "qlam", **SMALL, "dropout": dropout, "pooling": pooling,

@@ -29,10 +29,11 @@ class ResidualBlock(nn.Module):
         self.norm2 = nn.LayerNorm(d_model) if ff_mult else None
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop(self.mixer(self.norm1(x)))
-        if self.ff is not None:
-            x = x + self.drop(self.ff(self.norm2(x)))
-        return x
+        return self.feed_forward(x + self.drop(self.mixer(self.norm1(x))))
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        """The block's second half: x + ff(norm(x)), or x when the block has no feed-forward."""
+        return x if self.ff is None else x + self.drop(self.ff(self.norm2(x)))
 
 
 class SequenceClassifier(nn.Module):

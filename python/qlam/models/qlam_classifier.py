@@ -33,10 +33,7 @@ class QLAMBlock(ResidualBlock):
 
     def step(self, x: Tensor, state: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         y, state = self.mixer(self.norm1(x), state)
-        x = x + self.drop(y)
-        if self.ff is not None:
-            x = x + self.drop(self.ff(self.norm2(x)))
-        return x, state
+        return self.feed_forward(x + self.drop(y)), state
 
     def forward(self, x: Tensor) -> Tensor:
         return self.step(x, None)[0]
