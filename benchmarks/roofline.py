@@ -23,7 +23,7 @@ float32 matmul; the FMA loop is the peak when it builds, else the matmul. The
 scan is timed by wall clock, so on a shared machine its fraction of peak is a
 lower bound. On CUDA: a large float32 matmul with TF32 off.
 
-Writes benchmarks/results/roofline_<device>[_quick].json/.md and a PNG of
+Writes benchmarks/results/roofline_<device>[_quick].{json,md} and a PNG of
 time per state-token against n.
 """
 from __future__ import annotations

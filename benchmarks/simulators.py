@@ -3,7 +3,7 @@
     bash benchmarks/bench_env.sh        # once: the simulators in ~/.cache/qlam/bench-venv
     ~/.cache/qlam/bench-venv/bin/python benchmarks/simulators.py [--quick] [--budget 45]
 
-Every simulator runs the same circuits as qlam (DESIGN.md §2): per token and
+Every simulator runs the same circuits as qlam (docs/design.md §2): per token and
 layer Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi) on every qubit,
 then the CNOT ring; the state is carried from token to token and the features
 <X_q>, <Y_q>, <Z_q> are measured after every token. Timed: value and gradient

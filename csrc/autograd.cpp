@@ -1,6 +1,6 @@
 // Autograd for qlam::scan and qlam::scan_checkpointed: the forward keeps only
 // the final state (and the optional checkpoints); the backward uncomputes the
-// sequence in qlam::scan_backward (DESIGN.md §3), so memory does not grow with T.
+// sequence in qlam::scan_backward (docs/design.md §3), so memory does not grow with T.
 #include <torch/autograd.h>
 #include <torch/library.h>
 

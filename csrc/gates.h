@@ -1,4 +1,4 @@
-// Gate and observable math shared by the CPU and CUDA kernels (DESIGN.md §2).
+// Gate and observable math shared by the CPU and CUDA kernels (docs/design.md §2).
 //
 // Everything here is a small inline function on scalars, usable from host and
 // device code, so both kernels build their gates, entanglers, features and

@@ -250,7 +250,7 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward_meta(const OptTensor& grad_feat
 }  // namespace
 
 TORCH_LIBRARY(qlam, m) {
-  // The public op (its schema is the project's contract; see DESIGN.md §3).
+  // The public op (its schema is the project's contract; see docs/design.md §3).
   m.def(
       "scan(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, str entangler, "
       "bool pair_features) -> (Tensor features, Tensor final_state)");

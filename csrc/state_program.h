@@ -3,7 +3,7 @@
 // An executor runs each phase on all of its lanes; lanes touch disjoint
 // amplitudes inside a phase and `sync()` separates phases. On CUDA the lanes
 // are the 32 threads of a warp (cuda/scan_cuda.cu); on the CPU the same
-// program runs with the lanes emulated one after another (cpu/emulated_warp.cpp),
+// program runs with the lanes emulated one after another (cpu/warp_emulation.cpp),
 // which is how the CUDA kernels' logic is tested on a machine without a GPU.
 //
 // Executor interface:
@@ -249,7 +249,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
 // ---------------------------------------------------------------- backward
 
 // Walks the sequence backwards, uncomputing psi and carrying the adjoint lam
-// (DESIGN.md §3). Scratch: psi (N), lam (N), mats (4 n), gzz (P).
+// (docs/design.md §3). Scratch: psi (N), lam (N), mats (4 n), gzz (P).
 template <typename T, class Exec>
 QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<T>* psi,
                                  Cplx<T>* lam, Cplx<T>* mats, T* gzz) {

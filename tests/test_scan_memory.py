@@ -1,5 +1,5 @@
 """The memory claim: apart from the op's own inputs, what autograd saves for
-the scan does not grow with the sequence length (DESIGN.md §3)."""
+the scan does not grow with the sequence length (docs/design.md §3)."""
 import pytest
 import torch
 

@@ -19,7 +19,7 @@ def scan(
     *,
     checkpoint_every: Optional[int] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """The fused QLAM scan over a whole sequence (DESIGN.md §3).
+    """The fused QLAM scan over a whole sequence (docs/design.md §3).
 
     Args:
         angles: real (B, T, H, L, n, 3) rotation angles (phi, theta, omega),

@@ -1,12 +1,12 @@
 """The QLAM scan in plain PyTorch complex arithmetic.
 
-This is the specification of ``torch.ops.qlam.scan`` (DESIGN.md §1-3) and the
+This is the specification of ``torch.ops.qlam.scan`` (docs/design.md §1-3) and the
 oracle of the tests: short, readable, differentiable by autograd. It is also
 the fallback where the compiled extension is missing (``qlam.QLAM`` warns
 when it uses it). It keeps every intermediate state for autograd, so its
 memory grows with the sequence length; the fused kernels' does not.
 
-Conventions (DESIGN.md §2): amplitude index ``i = sum_q b_q 2**q`` (qubit 0
+Conventions (docs/design.md §2): amplitude index ``i = sum_q b_q 2**q`` (qubit 0
 is the least significant bit); ``Rot(phi, theta, omega) = RZ(omega) RY(theta)
 RZ(phi)``; features ``<X_q>, <Y_q>, <Z_q>`` per qubit, then, with pair
 features, ``<A_q B_{q+1}>`` for ``A, B`` in ``X, Y, Z`` (row-major) per chain pair.

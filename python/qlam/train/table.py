@@ -1,4 +1,4 @@
-"""The results table: mean ± std test accuracy over seeds, next to the published figures (DESIGN.md §5)."""
+"""The results table: mean ± std test accuracy over seeds, next to the published figures (docs/design.md §5)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ from typing import Dict, List
 TASK_COLUMNS = ("smnist", "psmnist", "sfmnist", "scifar10", "scifar10_gray")
 TASK_TITLES = {"smnist": "sMNIST", "psmnist": "psMNIST", "sfmnist": "sFashion-MNIST", "scifar10": "sCIFAR-10 (RGB)",
                "scifar10_gray": "sCIFAR-10 (gray)"}
-# Published test accuracies (%), DESIGN.md section 5; None = not reported.
+# Published test accuracies (%), docs/design.md §5; None = not reported.
 PUBLISHED = {
     "QLAM, as published (arXiv 2605.13833)": {"smnist": 92.6, "sfmnist": 81.4, "scifar10": 53.6},
     "Transformer, same paper": {"smnist": 91.3, "sfmnist": 80.2, "scifar10": 53.0},
