@@ -59,7 +59,7 @@ fi
 
 archive() {  # every result file so far, so a run cut short still returns what it made
   (cd "$root" && tar -czf "$logs/results_cuda.tar.gz" --ignore-failed-read \
-    $(ls benchmarks/results/*_cuda.* 2>/dev/null) \
+    $(ls benchmarks/results/*_cuda* 2>/dev/null) \
     $(ls runs/gpu-smnist-qlam/{results.json,metrics.csv,config.yaml,*.png} 2>/dev/null) 2>/dev/null) || true
 }
 
@@ -129,8 +129,8 @@ step "sMNIST training (full config, 300 steps)" 180 60 "$logs/train.log" "$PY" -
 # ---- speed: ratios measured side by side in one run
 step "bench_scan" 150 60 "$logs/bench.log" "$PY" benchmarks/bench_scan.py --device cuda --no-compile
 step "classical" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py --device cuda
-step "roofline" 90 40 "$logs/bench.log" "$PY" benchmarks/roofline.py --device cuda
-step "memory" 90 40 "$logs/bench.log" "$PY" benchmarks/memory.py --device cuda
+step "roofline" 150 60 "$logs/bench.log" "$PY" benchmarks/roofline.py --device cuda
+step "memory (quick)" 90 40 "$logs/bench.log" "$PY" benchmarks/memory.py --device cuda --quick
 
 archive
 echo >> "$summary"
