@@ -21,6 +21,7 @@ except ImportError:
           "(outside pip's isolated build environment)", file=sys.stderr)
 
 import os
+import re
 
 # The same paths torch.utils.cpp_extension uses, without importing it (it
 # logs a warning about the CUDA runtime on machines without a GPU).
@@ -31,3 +32,18 @@ print(os.path.join(root, "lib"))
 print(int(torch._C._GLIBCXX_USE_CXX11_ABI))
 print(torch.version.cuda or "")
 print(torch.__version__)
+
+
+def cxx_standard(include_dir: str) -> int:
+    """The C++ standard torch's headers demand: ATen.h stops with '#error C++NN or later'
+    behind a `__cplusplus < NNNNNNL` test (201703L in torch <= 2.14, 202002L from 2.15)."""
+    try:
+        with open(os.path.join(include_dir, "ATen", "ATen.h")) as f:
+            text = f.read()
+    except OSError:
+        return 17
+    years = [int(m) for m in re.findall(r"__cplusplus\s*<\s*(\d{6})L", text)]
+    return max(17, max(years, default=201703) // 100 % 100)  # 202002 -> 20
+
+
+print(cxx_standard(include))

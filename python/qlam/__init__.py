@@ -8,7 +8,15 @@
 __version__ = "0.1.0"
 
 from . import _extension, ops, reference  # noqa: E402
-from .info import show_config  # noqa: E402
 from .layer import QLAM  # noqa: E402
+
+
+def show_config() -> str:
+    """Returns (and prints) how the compiled extension was built; see ``python -m qlam.info``."""
+    # Imported here, not at the top: `python -m qlam.info` would otherwise find qlam.info
+    # already imported by the package and warn (runpy's RuntimeWarning).
+    from .info import show_config as show
+
+    return show()
 
 __all__ = ["QLAM", "ops", "reference", "show_config", "__version__"]

@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from . import _extension
+from . import _binary, _extension
 
 
 def show_config() -> str:
@@ -22,6 +22,12 @@ def show_config() -> str:
         ]
         if info["with_cuda"]:
             lines += [f"CUDA architectures: {info['cuda_archs']}", f"nvcc: {info['cuda_version']}"]
+            try:  # what the file really carries: native code, and PTX that newer GPUs JIT-compile
+                targets = _binary.cuda_targets(_extension._C.__file__)
+                lines.append(f"GPU code: native {', '.join(targets['sass']) or 'none'}; "
+                             f"PTX {', '.join(targets['ptx']) or 'none'}")
+            except (OSError, ValueError) as error:
+                lines.append(f"GPU code: could not be read ({error})")
         lines += [
             f"largest n_qubits: {info['max_qubits']}",
             f"CUDA device visible: {torch.cuda.is_available()}",
