@@ -131,3 +131,30 @@ def test_missing_dataset_is_a_clear_cli_error(tmp_path, capsys):
     assert train_main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "MNIST: the data files were not found" in err and str(tmp_path / "nothing-here") in err
+
+
+def test_first_lines_name_the_run_before_any_progress_bar(data_root, tmp_path, capsys, monkeypatch):
+    import yaml
+    from qlam.train import trainer
+    seen = []
+
+    class Watched(trainer.Progress):
+        def start(self, *args):  # the epoch's progress bar: what had been printed by then
+            seen.append(capsys.readouterr().out)
+            super().start(*args)
+
+    monkeypatch.setattr(trainer, "Progress", Watched)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(data_root, tmp_path / "runs", "qlam", output={"progress": True})))
+    assert train_main([str(path), "train.epochs=1"]) == 0
+    n_params = json.loads((tmp_path / "runs" / "smnist-qlam-seed0" / "results.json").read_text())["params"]
+    lines = seen[0].splitlines()
+    assert lines[:4] == [
+        f"qlam-train: config {path} train.epochs=1",
+        f"qlam-train: task smnist (49 tokens x 1 channel, 10 classes), model qlam with {n_params:,} parameters",
+        lines[2], f"qlam-train: run folder {tmp_path / 'runs' / 'smnist-qlam-seed0'}"]
+    assert lines[2].startswith("qlam-train: device cpu (") and "threads" in lines[2]
+    # A config given in Python (a dict, no file) says so.
+    capsys.readouterr()
+    train(tiny_config(data_root, tmp_path / "py", "lstm", train={"epochs": 1}))
+    assert seen[1].splitlines()[0] == "qlam-train: config (given in Python, not read from a file)"

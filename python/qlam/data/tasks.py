@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -24,6 +24,8 @@ TASKS = {
     "scifar10": ("CIFAR10", False, False),
     "scifar10_gray": ("CIFAR10", False, True),
 }
+# Image side and channels of each source.
+SOURCE_SHAPES = {"MNIST": (28, 1), "FashionMNIST": (28, 1), "CIFAR10": (32, 3)}
 
 
 @dataclass
@@ -76,6 +78,16 @@ def _to_sequences(images: Tensor, grayscale: bool) -> Tensor:
 def permutation(seq_len: int, seed: int) -> Tensor:
     """The psMNIST permutation: torch.manual_seed(seed); torch.randperm(seq_len), without touching global RNG."""
     return torch.randperm(seq_len, generator=torch.Generator().manual_seed(seed))
+
+
+def task_shape(cfg) -> Tuple[int, int, int]:
+    """(seq_len, channels, n_classes) of the task a ``TaskConfig`` describes, known before any data is read."""
+    if cfg.name not in TASKS:
+        raise ValueError(f"task.name: unknown task {cfg.name!r}; allowed: {sorted(TASKS)}")
+    source, _, grayscale = TASKS[cfg.name]
+    side, channels = SOURCE_SHAPES[source]
+    side //= cfg.downsample  # avg_pool2d with kernel = stride = factor
+    return side * side, 1 if grayscale else channels, 10
 
 
 def build_task(cfg) -> TaskData:

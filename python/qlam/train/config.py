@@ -21,8 +21,12 @@ ModelName = Literal["qlam", "lstm", "transformer", "ssm"]
 @dataclass
 class TaskConfig:
     name: TaskName = field("smnist", help="the task")
-    data_root: Optional[str] = field(None, help="data folder; else $QLAM_DATA, else ~/.cache/qlam/data")
-    download: bool = field(False, help="download missing files (needs internet)")
+    data_root: Optional[str] = field(None, help="the writable data folder, searched first (then ../shared/data "
+                                     "unless this is set, and /usr/share/datasets); default $QLAM_DATA, else "
+                                     "~/.cache/qlam/data")
+    download: bool = field(True, help="a data set found in no data folder is downloaded with torchvision into "
+                           "the writable one (needs internet; fails within seconds without); false, or the "
+                           "environment variable QLAM_NO_DOWNLOAD=1, turns this off")
     verify_md5: bool = field(True, help="check CIFAR-10 batches against the known md5s")
     val_size: int = field(5000, ge=0, help="training images held out for validation (seeded split)")
     split_seed: int = field(0, help="seed of the train/validation split")
@@ -45,6 +49,16 @@ class QLAMOptions:
     checkpoint_every: Optional[int] = field(None, ge=1, help="keep every k-th state for the backward")
     recompute_chunk: Optional[int] = field(None, ge=1, help="train the model in chunks of this many tokens, "
                                            "recomputed in the backward: memory flat in T, ~1 more forward")
+    # How a token becomes its circuit (defaults: the original alpha = W x + b); see qlam.QLAM.
+    angle_init: float = field(0.5, ge=0, help="multiplier of the angle projection's weights at init")
+    angle_bias: bool = field(True, help="the angle projection has a bias")
+    angle_map: Literal["linear", "tanh"] = field("linear", help="tanh: angles = pi * tanh(W x + b)")
+    step_size: Literal["none", "selective"] = field("none", help="selective: head h's angles times "
+                                                    "softplus(w_h x + c_h), an input-dependent step")
+    dt_min: float = field(0.001, gt=0, help="selective step: smallest initial step over the heads")
+    dt_max: float = field(0.1, gt=0, help="selective step: largest initial step over the heads")
+    reset_state_every_token: bool = field(False, help="diagnosis only: each token's circuit acts on |0...0> "
+                                          "(no memory)")
 
 
 @dataclass
@@ -112,6 +126,9 @@ class Config:
     model: ModelConfig = field(ModelConfig())
     train: TrainConfig = field(TrainConfig())
     output: OutputConfig = field(OutputConfig())
+    # Where the config came from ("FILE KEY=VALUE ..."), set by load_config for the run's first lines;
+    # a plain attribute, not a key: it is not saved, compared on resume or listed by --help-config.
+    source = None
 
     def run_dir(self) -> Path:
         name = self.output.name or f"{self.task.name}-{self.model.name}-seed{self.train.seed}"
@@ -192,10 +209,12 @@ def load_config(path, overrides: Iterable[str] = ()) -> Config:
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
     try:
-        return config_from_dict(data, overrides)
+        cfg = config_from_dict(data, overrides)
     except ConfigError as error:
         where = f"{path} with the command-line overrides {' '.join(overrides)}" if overrides else str(path)
         raise ConfigError(f"{where}: {error}") from None
+    cfg.source = " ".join([str(path)] + overrides)
+    return cfg
 
 
 def _check_consistency(cfg: Config) -> None:
@@ -205,5 +224,7 @@ def _check_consistency(cfg: Config) -> None:
                           f"model.d_model={m.d_model}")
     if m.name == "ssm" and m.ssm.d_state % 2:
         raise ConfigError(f"model.ssm.d_state must be even, got {m.ssm.d_state}")
+    if m.qlam.dt_min > m.qlam.dt_max:
+        raise ConfigError(f"model.qlam.dt_min={m.qlam.dt_min} must not exceed model.qlam.dt_max={m.qlam.dt_max}")
     if m.ssm.dt_min > m.ssm.dt_max:
         raise ConfigError(f"model.ssm.dt_min={m.ssm.dt_min} must not exceed model.ssm.dt_max={m.ssm.dt_max}")

@@ -22,14 +22,15 @@ import yaml
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import BatchLoader, build_task
+from ..data import BatchLoader, build_task, task_shape
 from ..models import build_model, count_parameters
 from . import checkpoint, distributed, optim, records
 from .config import Config, config_from_dict
 from .progress import Progress
 
 # Keys that may differ between an interrupted run and its resumption.
-RESUME_FREE = {("output", "progress"), ("output", "plots"), ("train", "num_threads"), ("train", "dist_timeout_s")}
+RESUME_FREE = {("output", "progress"), ("output", "plots"), ("train", "num_threads"), ("train", "dist_timeout_s"),
+               ("task", "download")}
 
 
 class RunDirError(RuntimeError):
@@ -92,11 +93,22 @@ class Trainer:
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         self.run_dir = cfg.run_dir()
-        self._prepare_run_dir(resume, force)
-        _seed_all(cfg.train.seed, cfg.train.deterministic)
-        self.task = build_task(cfg.task)
         t = cfg.train
         dev, rank, world = self.ctx.device, self.ctx.rank, self.ctx.world
+        _seed_all(cfg.train.seed, cfg.train.deterministic)
+        # The model first (its shape follows from the config), so the run's first lines can name its size
+        # before any data is read or downloaded; reading the data takes nothing from the seeded RNG.
+        seq_len, channels, n_classes = task_shape(cfg.task)
+        self.model = build_model(cfg.model, channels, n_classes, seq_len).to(dev)
+        self.n_params = count_parameters(self.model)
+        if self.ctx.is_main:
+            print(self.header(resume), flush=True)
+        self._prepare_run_dir(resume, force)
+        self.task = build_task(cfg.task)
+        if (self.task.seq_len, self.task.channels, self.task.n_classes) != (seq_len, channels, n_classes):
+            raise RuntimeError(f"task {cfg.task.name}: the data have shape (T={self.task.seq_len}, "
+                               f"C={self.task.channels}, {self.task.n_classes} classes), not the "
+                               f"{(seq_len, channels, n_classes)} that task_shape predicted")
         self.train_loader = BatchLoader(self.task.train_x, self.task.train_y, self.task.mean, self.task.std,
                                         t.batch_size, shuffle=True, seed=t.seed, drop_last=True, rank=rank,
                                         world=world, device=dev)
@@ -106,8 +118,6 @@ class Trainer:
             BatchLoader(x, y, self.task.mean, self.task.std, t.eval_batch_size, shuffle=False, rank=rank,
                         world=world, device=dev)
             for x, y in ((self.task.val_x, self.task.val_y), (self.task.test_x, self.task.test_y)))
-        self.model = build_model(cfg.model, self.task.channels, self.task.n_classes, self.task.seq_len).to(dev)
-        self.n_params = count_parameters(self.model)
         self.steps_per_epoch = min(len(self.train_loader), t.max_steps_per_epoch or len(self.train_loader))
         self.optimizer, self.scheduler = optim.build(self.model, t, t.epochs * self.steps_per_epoch)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val_acc": None, "best_epoch": None,
@@ -120,6 +130,19 @@ class Trainer:
             self.forward = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
         if t.compile:
             self.forward = torch.compile(self.forward)
+
+    def header(self, resume: bool = False) -> str:
+        """The run's first lines: config file, task, model and its size, device, run folder."""
+        cfg, dev, world = self.cfg, self.ctx.device, self.ctx.world
+        seq_len, channels, n_classes = task_shape(cfg.task)
+        source = cfg.source or "(given in Python, not read from a file)"
+        procs = f", {world} processes" if world > 1 else ""
+        return "\n".join([
+            f"qlam-train: config {source}",
+            f"qlam-train: task {cfg.task.name} ({seq_len} tokens x {channels} channel{'s' * (channels > 1)}, "
+            f"{n_classes} classes), model {cfg.model.name} with {self.n_params:,} parameters",
+            f"qlam-train: device {dev} ({records.hardware(dev)}{procs})",
+            f"qlam-train: run folder {self.run_dir}{' (resuming)' if resume else ''}"])
 
     # -- run folder and checkpoints ---------------------------------------------------------
     def _prepare_run_dir(self, resume: bool, force: bool) -> None:
