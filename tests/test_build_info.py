@@ -70,3 +70,12 @@ def test_library_carries_the_declared_gpu_architectures():
                                  capture_output=True, text=True, check=True).stdout
         assert sorted(set(re.findall(r"\.(sm_\d+[a-z]?)\.cubin", listing))) == sorted(targets["sass"])
         assert {p.replace("compute", "sm") for p in targets["ptx"]} == set(re.findall(r"\.(sm_\d+[a-z]?)\.ptx", listing))
+
+
+def test_show_config_warns_when_torch_differs_from_the_build(monkeypatch, capsys):
+    from qlam import info
+
+    monkeypatch.setitem(qlam._extension._BUILD_INFO, "torch_version", "2.0.0+other")
+    with pytest.warns(RuntimeWarning, match=r"built against torch 2\.0\.0\+other but torch .* is installed"):
+        text = info.show_config()
+    assert "WARNING" in text and "pip install --no-build-isolation" in text
