@@ -1,4 +1,4 @@
-"""qlam.QLAM: a drop-in replacement for torch.nn.LSTM / nn.GRU (DESIGN.md §4)."""
+"""qlam.QLAM: a drop-in replacement for torch.nn.LSTM / nn.GRU (docs/design.md §4)."""
 from __future__ import annotations
 
 import warnings
