@@ -1,6 +1,8 @@
 """qlam.QLAM: a drop-in replacement for torch.nn.LSTM / nn.GRU (docs/design.md §4)."""
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 from typing import Optional, Tuple, Union
 
@@ -11,6 +13,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from . import _extension, ops, reference
 
 BACKENDS = ("auto", "kernel", "reference")
+ANGLE_MAPS = ("linear", "tanh")
+STEP_SIZES = ("none", "selective", "fixed")
 
 _warned_fallback = False
 
@@ -37,45 +41,112 @@ def _reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 class QLAMDirection(nn.Module):
-    """One layer and direction: angles and query from x_t, the scan, and the readout."""
+    """One layer and direction: angles and query from x_t, the scan, and the readout.
+
+    The options after ``bias`` (see ``QLAM``) change how x_t becomes the circuit's angles; their
+    defaults give the original map ``alpha_t = W_a x_t + b_a`` (weights scaled by 0.5 at init).
+    """
 
     def __init__(self, input_size, hidden_size, n_qubits, n_heads, depth, entangler, n_measurements,
-                 pair_features, bias, device=None, dtype=None):
+                 pair_features, bias, device=None, dtype=None, *, angle_init=0.5, angle_bias=True,
+                 angle_map="linear", step_size="none", dt_min=0.001, dt_max=0.1, reset_state_every_token=False):
         super().__init__()
         kw = {"device": device, "dtype": dtype}
         self.n_qubits, self.n_heads, self.depth = n_qubits, n_heads, depth
         self.entangler, self.pair_features, self.n_measurements = entangler, pair_features, n_measurements
         self.n_features = reference.num_features(n_qubits, pair_features)
+        self.angle_map, self.step_size = angle_map, step_size
+        self.reset_state_every_token = reset_state_every_token
         n_ent = n_heads * depth * reference.num_pairs(n_qubits) if entangler == "rzz" else 0
-        self.angles = nn.Linear(input_size, n_heads * depth * n_qubits * 3 + n_ent, bias=bias, **kw)
+        self.angles = nn.Linear(input_size, n_heads * depth * n_qubits * 3 + n_ent, bias=bias and angle_bias, **kw)
         self.query = nn.Linear(input_size, n_heads * n_measurements * self.n_features, bias=bias, **kw)
         self.readout = nn.Linear(n_heads * n_measurements, hidden_size, bias=bias, **kw)
         with torch.no_grad():
             # Near-identity circuits at the start, so the state keeps what early tokens wrote
             # (the role of the forget-gate bias in an LSTM); measured on tests' toy memory task.
-            self.angles.weight.mul_(0.5)
-            if bias:
+            self.angles.weight.mul_(angle_init)
+            if self.angles.bias is not None:
                 self.angles.bias.uniform_(-0.1, 0.1)
+        if step_size in ("selective", "fixed"):
+            # delta_t[h] = softplus(w_h . x_t + c_h) scales every angle of head h at token t (a selective
+            # SSM's step size): softplus(c_h) log-uniform in [dt_min, dt_max] over the heads, so at the
+            # start some heads move slowly (long memory) and some fast; delta -> 0 is the identity step
+            # when the entangler is rzz or none (cnot and cz are applied in full at every token).
+            # step_size="fixed" (an ablation): delta[h] = softplus(c_h), learned but the same at every token.
+            self.step = nn.Linear(input_size, n_heads, **kw) if step_size == "selective" else None
+            self.step_bias = nn.Parameter(torch.empty(n_heads, **kw)) if step_size == "fixed" else None
+            with torch.no_grad():
+                frac = torch.linspace(0, 1, n_heads) if n_heads > 1 else torch.zeros(1)
+                dt = torch.exp(math.log(dt_min) + frac * (math.log(dt_max) - math.log(dt_min)))
+                c = dt + torch.log(-torch.expm1(-dt))  # inverse softplus
+                (self.step.bias if self.step is not None else self.step_bias).copy_(c)
+        else:
+            self.step = self.step_bias = None
 
-    def forward(self, x: Tensor, init_state: Optional[Tensor], lengths: Optional[Tensor], use_kernel: bool,
-                checkpoint_every: Optional[int]) -> Tuple[Tensor, Tensor]:
+    def step_sizes(self, x: Tensor) -> Optional[Tensor]:
+        """delta_t per head (B, T, H) with step_size "selective" or "fixed", else None."""
+        if self.step_bias is not None:
+            return nn.functional.softplus(self.step_bias.float() if self.step_bias.dtype not in (
+                torch.float32, torch.float64) else self.step_bias).expand(*x.shape[:-1], self.n_heads)
+        if self.step is None:
+            return None
+        d = self.step(x)
+        return nn.functional.softplus(d if d.dtype in (torch.float32, torch.float64) else d.float())
+
+    def circuit_angles(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """The circuit of every token: angles (B, T, H, L, n, 3) and rzz angles (B, T, H, L, P) or None."""
         B, T, _ = x.shape
         H, L, n = self.n_heads, self.depth, self.n_qubits
         raw = self.angles(x)
         # The scan runs in float32 at least, also under autocast (half angles lose the phase).
         if raw.dtype not in (torch.float32, torch.float64):
             raw = raw.float()
+        if self.angle_map == "tanh":
+            raw = math.pi * torch.tanh(raw)
         n_rot = H * L * n * 3
         angles = raw[..., :n_rot].reshape(B, T, H, L, n, 3)
         # Explicit sizes, not -1: B * T may be 0 (an empty batch or sequence).
         ent = raw[..., n_rot:].reshape(B, T, H, L, reference.num_pairs(n)) if self.entangler == "rzz" else None
+        delta = self.step_sizes(x)
+        if delta is not None:
+            delta = delta.to(raw.dtype)
+            angles = angles * delta[..., None, None, None]
+            ent = ent * delta[..., None, None] if ent is not None else None
+        return angles, ent
+
+    def _scan_reset(self, scan, angles, ent, init_state, lengths):
+        """Diagnosis only: every token's circuit acts on |0...0> (no memory between tokens)."""
+        B, T, H, L, n, _ = angles.shape
+        flat = lambda a: None if a is None else a.reshape(B * T, 1, *a.shape[2:])  # noqa: E731
+        feats, states = scan(flat(angles), flat(ent), None, None, self.entangler, self.pair_features)
+        feats, states = feats.reshape(B, T, H, -1), states.reshape(B, T, H, 2**n)
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=angles.device)
+        keep = torch.arange(T, device=angles.device)[None, :] < lengths[:, None]
+        feats = feats * keep[:, :, None, None].to(feats.dtype)
+        if init_state is None:
+            init_state = torch.zeros(B, H, 2**n, dtype=states.dtype, device=states.device)
+            init_state[..., 0] = 1
+        if T == 0:
+            return feats, init_state
+        last = states[torch.arange(B, device=states.device), (lengths - 1).clamp_min(0)]
+        return feats, torch.where((lengths > 0)[:, None, None], last, init_state.to(states.dtype))
+
+    def forward(self, x: Tensor, init_state: Optional[Tensor], lengths: Optional[Tensor], use_kernel: bool,
+                checkpoint_every: Optional[int]) -> Tuple[Tensor, Tensor]:
+        B, T, _ = x.shape
+        H = self.n_heads
+        angles, ent = self.circuit_angles(x)
         if init_state is not None:
             init_state = init_state.to(torch.complex128 if angles.dtype == torch.float64 else torch.complex64)
         if use_kernel:
-            feats, final = ops.scan(angles, ent, init_state, lengths, self.entangler, self.pair_features,
-                                    checkpoint_every=checkpoint_every)
+            scan = functools.partial(ops.scan, checkpoint_every=checkpoint_every)
         else:
-            feats, final = reference.scan(angles, ent, init_state, lengths, self.entangler, self.pair_features)
+            scan = reference.scan
+        if self.reset_state_every_token:
+            feats, final = self._scan_reset(scan, angles, ent, init_state, lengths)
+        else:
+            feats, final = scan(angles, ent, init_state, lengths, self.entangler, self.pair_features)
         query = self.query(x).reshape(B, T, H, self.n_measurements, self.n_features)
         # y[h, j] = sum_k Q[h, j, k] f[h, k]: the expectation of the query-chosen observable.
         readings = torch.einsum("bthjk,bthk->bthj", query.to(feats.dtype), feats)
@@ -98,13 +169,27 @@ class QLAM(nn.Module):
     ``pair_features`` (also measure two-qubit Paulis), ``backend`` ("auto":
     the fused kernel where it can run, else the reference with a warning;
     "kernel"; "reference") and ``checkpoint_every`` (see ``qlam.ops.scan``).
+
+    How a token becomes its circuit (the defaults are the original map
+    ``alpha_t = W_a x_t + b_a``; see results/qlam-remedies/ for what they change):
+    ``angle_init`` multiplies W_a at initialisation (0.5); ``angle_bias=False``
+    drops b_a; ``angle_map="tanh"`` bounds the angles, ``pi * tanh(W_a x_t + b_a)``;
+    ``step_size="selective"`` multiplies head h's angles (rzz angles included) by an
+    input-dependent step ``delta_t[h] = softplus(w_h . x_t + c_h)``, initialised
+    log-uniformly over the heads in [``dt_min``, ``dt_max``] (as a selective SSM's
+    step; this goes beyond the paper's linear angle map); ``step_size="fixed"`` (an
+    ablation) learns one step per head, the same at every token. ``reset_state_every_token``
+    (diagnosis only) applies each token's circuit to |0...0>, so the layer has no
+    memory; a state passed in is then ignored.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
                  n_qubits: int = 6, n_heads: int = 4, depth: int = 2, entangler: str = "cnot",
                  n_measurements: int = 4, pair_features: bool = False, backend: str = "auto",
-                 checkpoint_every: Optional[int] = None, device=None, dtype=None):
+                 checkpoint_every: Optional[int] = None, angle_init: float = 0.5, angle_bias: bool = True,
+                 angle_map: str = "linear", step_size: str = "none", dt_min: float = 0.001, dt_max: float = 0.1,
+                 reset_state_every_token: bool = False, device=None, dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers),
                             ("n_qubits", n_qubits), ("n_heads", n_heads), ("depth", depth),
@@ -117,18 +202,30 @@ class QLAM(nn.Module):
             raise ValueError(f"QLAM: backend must be one of {BACKENDS}, got {backend!r}")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"QLAM: dropout must be in [0, 1], got {dropout!r}")
+        if angle_map not in ANGLE_MAPS:
+            raise ValueError(f"QLAM: angle_map must be one of {ANGLE_MAPS}, got {angle_map!r}")
+        if step_size not in STEP_SIZES:
+            raise ValueError(f"QLAM: step_size must be one of {STEP_SIZES}, got {step_size!r}")
+        if not 0.0 < dt_min <= dt_max:
+            raise ValueError(f"QLAM: need 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, dropout, bidirectional
         self.n_qubits, self.n_heads, self.depth, self.entangler = n_qubits, n_heads, depth, entangler
         self.n_measurements, self.pair_features = n_measurements, pair_features
         self.backend, self.checkpoint_every = backend, checkpoint_every
+        self.angle_init, self.angle_bias, self.angle_map = angle_init, angle_bias, angle_map
+        self.step_size, self.dt_min, self.dt_max = step_size, dt_min, dt_max
+        self.reset_state_every_token = reset_state_every_token
+        circuit = {"angle_init": angle_init, "angle_bias": angle_bias, "angle_map": angle_map, "step_size": step_size,
+                   "dt_min": dt_min, "dt_max": dt_max, "reset_state_every_token": reset_state_every_token}
         self.num_directions = 2 if bidirectional else 1
         cells = []
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * self.num_directions
             for _ in range(self.num_directions):
                 cells.append(QLAMDirection(layer_input, hidden_size, n_qubits, n_heads, depth, entangler,
-                                           n_measurements, pair_features, bias, device=device, dtype=dtype))
+                                           n_measurements, pair_features, bias, device=device, dtype=dtype,
+                                           **circuit))
         self.cells = nn.ModuleList(cells)
 
     def extra_repr(self) -> str:
@@ -140,6 +237,16 @@ class QLAM(nn.Module):
                 s += f", {name}=True"
         if self.dropout:
             s += f", dropout={self.dropout}"
+        if self.angle_init != 0.5:
+            s += f", angle_init={self.angle_init}"
+        if not self.angle_bias:
+            s += ", angle_bias=False"
+        if self.angle_map != "linear":
+            s += f", angle_map={self.angle_map!r}"
+        if self.step_size != "none":
+            s += f", step_size={self.step_size!r}, dt_min={self.dt_min}, dt_max={self.dt_max}"
+        if self.reset_state_every_token:
+            s += ", reset_state_every_token=True"
         return s
 
     def _use_kernel(self, device: torch.device) -> bool:

@@ -19,7 +19,15 @@ class QLAMMixer(nn.Module):
         self.qlam = QLAM(d_model, d_model, batch_first=True, n_qubits=opts.n_qubits, n_heads=opts.n_heads,
                          depth=opts.depth, entangler=opts.entangler, n_measurements=opts.n_measurements,
                          pair_features=opts.pair_features, backend=opts.backend,
-                         checkpoint_every=opts.checkpoint_every)
+                         checkpoint_every=opts.checkpoint_every, angle_init=opts.angle_init,
+                         angle_bias=opts.angle_bias, angle_map=opts.angle_map, step_size=opts.step_size,
+                         dt_min=opts.dt_min, dt_max=opts.dt_max,
+                         reset_state_every_token=opts.reset_state_every_token)
+        if opts.angle_lr is not None:
+            # Its own optimizer group (qlam.train.optim.param_groups reads _optim): the circuit's learning rate.
+            for cell in self.qlam.cells:
+                for p in cell.angles.parameters():
+                    p._optim = {"lr": opts.angle_lr, "weight_decay": 0.0}
 
     def forward(self, x: Tensor, state: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         return self.qlam(x, state)

@@ -53,12 +53,15 @@ class QLAMOptions:
     angle_init: float = field(0.5, ge=0, help="multiplier of the angle projection's weights at init")
     angle_bias: bool = field(True, help="the angle projection has a bias")
     angle_map: Literal["linear", "tanh"] = field("linear", help="tanh: angles = pi * tanh(W x + b)")
-    step_size: Literal["none", "selective"] = field("none", help="selective: head h's angles times "
-                                                    "softplus(w_h x + c_h), an input-dependent step")
+    step_size: Literal["none", "selective", "fixed"] = field("none", help="selective: head h's angles times "
+                                                             "softplus(w_h x + c_h), an input-dependent step; "
+                                                             "fixed: times softplus(c_h)")
     dt_min: float = field(0.001, gt=0, help="selective step: smallest initial step over the heads")
     dt_max: float = field(0.1, gt=0, help="selective step: largest initial step over the heads")
     reset_state_every_token: bool = field(False, help="diagnosis only: each token's circuit acts on |0...0> "
                                           "(no memory)")
+    angle_lr: Optional[float] = field(None, gt=0, help="learning rate of the angle projection (no weight decay); "
+                                      "null: train.lr")
 
 
 @dataclass
