@@ -82,7 +82,8 @@ def run(cfg, model, task, n_traj: int, n_probe_train: int, n_probe_test: int, n_
             "final_feature_std_per_head": spread["final_std"].mean(-1),
             "step_sizes": D.step_size_stats(cell, inp, mask),
         }
-        sens = D.parameter_sensitivity(cell, inp, eps=cfg.train.lr)
+        # One Adam step moves each weight by about its learning rate.
+        sens = D.parameter_sensitivity(cell, inp, eps=cfg.model.qlam.angle_lr or cfg.train.lr)
         per_cell[name]["sensitivity_per_position"] = sens
         per_cell[name]["sensitivity_final"] = sens[-1].item()
     grads = D.gradient_profile(model, xb, yb)
@@ -160,7 +161,8 @@ def summary_table(paths) -> str:
             pr = r.get("probes", {}).get(name, {})
             probe = (lambda k: f"{pr[k]['test_acc'] * 100:.1f} %" if k in pr else "-")
             acc = (f"{mc['normal']['acc'] * 100:.1f} % / {mc['reset']['acc'] * 100:.1f} %" if i == 0 else "")
-            rows.append(f"| {Path(path).stem if i == 0 else ''} | {name.split('.')[1]} | {c['motion_background']:.3g} | "
+            label = Path(path).stem if i == 0 else ""
+            rows.append(f"| {label} | {name.split('.')[1]} | {c['motion_background']:.3g} | "
                         f"{c['motion_foreground']:.3g} | {c['final_feature_std_mean']:.3f} "
                         f"({r['random_state_spread']:.3f}) | {c['sensitivity_final']:.3g} | "
                         f"{probe('measured_features')} | {probe('density_matrix')} | {acc} |")
@@ -218,7 +220,8 @@ def main(argv=None) -> int:
     c = result["cells"]
     for name, v in c.items():
         print(f"{name}: motion bg {v['motion_background']:.3g} fg {v['motion_foreground']:.3g}; final feature std "
-              f"{v['final_feature_std_mean']:.3g} (random {result['random_state_spread']:.3g}); one-step 1-F at the end "
+              f"{v['final_feature_std_mean']:.3g} (random {result['random_state_spread']:.3g}); "
+              "one-step 1-F at the end "
               f"{v['sensitivity_final']:.3g}; grad quarters "
               f"{['%.2g' % g for g in v['grad_angles_quarters']]}; steps {v['step_sizes']}")
     mc = result["memory_contribution_val"]

@@ -113,7 +113,10 @@ def main(argv=None) -> int:
         task = make_task(spec)
         target = count_parameters(build("qlam", task, args.qlam_d_model, args.n_layers))
         for name in args.models:
-            d = args.qlam_d_model if MODELS[name]["name"] == "qlam" else matched_width(name, task, target, args.n_layers)
+            if MODELS[name]["name"] == "qlam":
+                d = args.qlam_d_model
+            else:
+                d = matched_width(name, task, target, args.n_layers)
             torch.manual_seed(args.seed)
             model = build(name, task, d, args.n_layers)
             t0 = time.perf_counter()

@@ -181,7 +181,8 @@ def test_fixed_step_is_the_same_at_every_token():
     assert cell.step is None and cell.step_bias.shape == (2,)
     x = torch.randn(2, 6, 4, dtype=torch.float64)
     delta = cell.step_sizes(x)
-    assert delta.shape == (2, 6, 2) and torch.allclose(delta, torch.tensor([0.01, 1.0], dtype=torch.float64).expand(2, 6, 2))
+    expected = torch.tensor([0.01, 1.0], dtype=torch.float64).expand(2, 6, 2)
+    assert delta.shape == (2, 6, 2) and torch.allclose(delta, expected)
     y, _ = layer(x)
     y.square().sum().backward()
     assert cell.step_bias.grad.abs().sum() > 0
