@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from qlam import diagnostics as D
+from timing import ext  # benchmarks/ is sys.path[0] when run as a script
 from qlam.data import BatchLoader, build_task
 from qlam.models import build_model, count_parameters
 from qlam.train import checkpoint
@@ -154,8 +155,8 @@ def summary_table(paths) -> str:
             "(Haar-random) | 1-F after one lr-sized step | probe: measured features | probe: full state | "
             "val acc (memory / reset every token) |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for path in paths:
-        r = json.loads(Path(path).read_text())
+    loaded = [(path, json.loads(Path(path).read_text())) for path in paths]
+    for path, r in loaded:
         mc = r["memory_contribution_val"]
         for i, (name, c) in enumerate(r["cells"].items()):
             pr = r.get("probes", {}).get(name, {})
@@ -166,16 +167,11 @@ def summary_table(paths) -> str:
                         f"{c['motion_foreground']:.3g} | {c['final_feature_std_mean']:.3f} "
                         f"({r['random_state_spread']:.3f}) | {c['sensitivity_final']:.3g} | "
                         f"{probe('measured_features')} | {probe('density_matrix')} | {acc} |")
-    hist = json.loads(Path(paths[0]).read_text()).get("probes_histogram_baseline")
+    hist = loaded[0][1].get("probes_histogram_baseline") if loaded else None
     if hist:
         rows.append(f"\nProbe of the label from the 16-bin intensity histogram (no memory, no position), same "
                     f"examples: {hist['test_acc'] * 100:.1f} %.")
     return "\n".join(rows)
-
-
-def ext(path: Path, suffix: str) -> Path:
-    """path + suffix (with_suffix would cut a name such as "init0.05" at its dot)."""
-    return path.parent / (path.name + suffix)
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from qlam.models import build_model, count_parameters
+from timing import ext  # benchmarks/ is sys.path[0] when run as a script
 from qlam.synthetic import make_task, train_synthetic
 from qlam.train.config import config_from_dict
 
@@ -85,11 +86,6 @@ def table(results) -> str:
         lines.append(f"| {r['task']} | {r['model']} | {r['d_model']} | {r['params']:,} | **{fmt(r['final'])}** | "
                      f"{fmt(r['best'])} | {fmt(r['chance'])} | {r['steps']} | {r['seconds']:.0f} s |")
     return "\n".join(lines)
-
-
-def ext(path: Path, suffix: str) -> Path:
-    """path + suffix (with_suffix would cut a name such as "init0.05" at its dot)."""
-    return path.parent / (path.name + suffix)
 
 
 def main(argv=None) -> int:

@@ -6,9 +6,15 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
+
+
+def ext(path: Path, suffix: str) -> Path:
+    """path + suffix (with_suffix would cut a name such as "init0.05" at its dot)."""
+    return path.parent / (path.name + suffix)
 
 
 def sync(device: str) -> None:

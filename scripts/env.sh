@@ -20,7 +20,7 @@ qlam_env_setup() {
   fi
   # Reinstall the requirements only when their lists changed (or always, with QLAM_UPGRADE=1).
   stamp="$env/.qlam-requirements.sha"
-  want="$(cat "$requirements" "$root"/scripts/requirements-*.txt 2>/dev/null | sha256sum | cut -d' ' -f1)"
+  want="$(cat "$requirements" "$root/scripts/requirements-common.txt" | sha256sum | cut -d' ' -f1)"
   if [ "${QLAM_UPGRADE:-0}" = 1 ]; then
     echo "qlam: updating $env to the newest versions of $(basename "$requirements")"
     "$env/bin/python" -m pip install -q --upgrade -r "$requirements" || return 1

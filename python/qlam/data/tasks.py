@@ -80,11 +80,16 @@ def permutation(seq_len: int, seed: int) -> Tensor:
     return torch.randperm(seq_len, generator=torch.Generator().manual_seed(seed))
 
 
+def _task_entry(name: str):
+    """(source, permuted, grayscale) of a task name."""
+    if name not in TASKS:
+        raise ValueError(f"task.name: unknown task {name!r}; allowed: {sorted(TASKS)}")
+    return TASKS[name]
+
+
 def task_shape(cfg) -> Tuple[int, int, int]:
     """(seq_len, channels, n_classes) of the task a ``TaskConfig`` describes, known before any data is read."""
-    if cfg.name not in TASKS:
-        raise ValueError(f"task.name: unknown task {cfg.name!r}; allowed: {sorted(TASKS)}")
-    source, _, grayscale = TASKS[cfg.name]
+    source, _, grayscale = _task_entry(cfg.name)
     side, channels = SOURCE_SHAPES[source]
     side //= cfg.downsample  # avg_pool2d with kernel = stride = factor
     return side * side, 1 if grayscale else channels, 10
@@ -92,9 +97,7 @@ def task_shape(cfg) -> Tuple[int, int, int]:
 
 def build_task(cfg) -> TaskData:
     """Builds the task from a ``TaskConfig`` (qlam.train.config): split, subset, permutation, statistics."""
-    if cfg.name not in TASKS:
-        raise ValueError(f"task.name: unknown task {cfg.name!r}; allowed: {sorted(TASKS)}")
-    source, permuted, grayscale = TASKS[cfg.name]
+    source, permuted, grayscale = _task_entry(cfg.name)
     (train_img, train_y), (test_img, test_y) = _load_images(source, cfg.data_root, cfg.download, cfg.verify_md5)
     train_x = _to_sequences(_downsample(train_img, cfg.downsample), grayscale)
     test_x = _to_sequences(_downsample(test_img, cfg.downsample), grayscale)

@@ -98,7 +98,7 @@ class Trainer:
         _seed_all(cfg.train.seed, cfg.train.deterministic)
         # The model first (its shape follows from the config), so the run's first lines can name its size
         # before any data is read or downloaded; reading the data takes nothing from the seeded RNG.
-        seq_len, channels, n_classes = task_shape(cfg.task)
+        self.shape = seq_len, channels, n_classes = task_shape(cfg.task)
         self.model = build_model(cfg.model, channels, n_classes, seq_len).to(dev)
         self.n_params = count_parameters(self.model)
         if self.ctx.is_main:
@@ -134,7 +134,7 @@ class Trainer:
     def header(self, resume: bool = False) -> str:
         """The run's first lines: config file, task, model and its size, device, run folder."""
         cfg, dev, world = self.cfg, self.ctx.device, self.ctx.world
-        seq_len, channels, n_classes = task_shape(cfg.task)
+        seq_len, channels, n_classes = self.shape
         source = cfg.source or "(given in Python, not read from a file)"
         procs = f", {world} processes" if world > 1 else ""
         return "\n".join([
