@@ -8,6 +8,12 @@ d_model 128, n = 6 qubits, 4 heads, depth 2, gated feed-forward), an nn.LSTM
 layer, a pre-norm Transformer encoder block (scaled_dot_product_attention)
 and an S4D block (the SSM baseline). Each baseline's width is the one whose
 parameter count comes closest to the QLAM model's (counts are in the table).
+Beside the dense Transformer block: the same block with the attention variants
+of python/qlam/models/transformer.py (model.transformer.attention), rows
+`transformer_sparse_rank1` (sparse-plus-rank-one, top-k rule) and
+`transformer_topk` (QSAT reading), k = 32, the same width and parameters:
+classical simulations of those schemes, whose cost is measured here (a chunked
+dense score pass and torch.topk); no quantum speed-up is claimed or measured.
 Shapes: sMNIST (T = 784, 1 feature) and sCIFAR (T = 1024, 3 features).
 Timed: forward (no grad) and a training step (forward, cross-entropy,
 backward, AdamW step), medians after a warm-up, all models in the same run.
@@ -24,17 +30,20 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qlam.models import build_model, count_parameters  # noqa: E402
-from qlam.train.config import ModelConfig, QLAMOptions  # noqa: E402
+from qlam.train.config import ModelConfig, QLAMOptions, TransformerOptions  # noqa: E402
 from timing import machine, median_time, write_results  # noqa: E402
 
 SHAPES = {"sMNIST": dict(T=784, C=1), "sCIFAR": dict(T=1024, C=3)}
 MODELS = ("qlam", "lstm", "transformer", "ssm")
+ATTENTION_VARIANTS = ("sparse_rank1", "topk")  # rows transformer_<variant>, at the dense Transformer's width
+ATTENTION_K = 32
 N_CLASSES = 10
 
 
-def config(name: str, d_model: int, n_qubits: int) -> ModelConfig:
+def config(name: str, d_model: int, n_qubits: int, attention: str = "dense") -> ModelConfig:
     return ModelConfig(name=name, d_model=d_model, n_layers=1, dropout=0.0, pooling="mean",
-                       qlam=QLAMOptions(n_qubits=n_qubits, n_heads=4, depth=2))
+                       qlam=QLAMOptions(n_qubits=n_qubits, n_heads=4, depth=2),
+                       transformer=TransformerOptions(attention=attention, attention_k=ATTENTION_K))
 
 
 def matched_models(in_channels: int, seq_len: int, n_qubits: int = 6, qlam_width: int = 128) -> dict:
@@ -56,6 +65,11 @@ def matched_models(in_channels: int, seq_len: int, n_qubits: int = 6, qlam_width
         d = best[0]
         model = build_model(config(name, d, n_qubits), in_channels, N_CLASSES, seq_len)
         models[name] = (model, count_parameters(model), d)
+        if name == "transformer":  # the attention variants add no parameters: same width
+            for attention in ATTENTION_VARIANTS:
+                torch.manual_seed(0)
+                model = build_model(config(name, d, n_qubits, attention), in_channels, N_CLASSES, seq_len)
+                models[f"transformer_{attention}"] = (model, count_parameters(model), d)
     return models
 
 
@@ -129,6 +143,9 @@ def write(rows, device, args):
         "One block of each classifier (encoder, block, norm, mean pooling, head); baselines sized to the "
         f"QLAM model's parameter count (QLAM: n = {args.n_qubits}, 4 heads, depth 2). Training step = forward, "
         "cross-entropy, backward, AdamW step. `x QLAM` = time / QLAM's time in the same run.",
+        f"`transformer_sparse_rank1` / `transformer_topk`: the Transformer block with sparse-plus-rank-one / "
+        f"QSAT-style top-k attention (k = {ATTENTION_K}), classical simulations (chunked dense scores + top-k); "
+        "no quantum speed-up is claimed or measured.",
         "",
         "| shape | B | T | model | d_model | parameters | forward | x QLAM | training step | x QLAM |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -11,6 +11,7 @@ from qlam.train.schema import ConfigError, describe
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 SHAPES = {"smnist": (1, 784), "psmnist": (1, 784), "sfmnist": (1, 784), "scifar10": (3, 1024),
           "scifar10_gray": (1, 1024)}
+ATTENTION_VARIANTS = {"sparse_rank1": "sparse_rank1", "qsat": "topk"}  # config stem -> model.transformer.attention
 
 
 def test_every_task_has_every_model_and_a_cpu_config():
@@ -24,8 +25,10 @@ def test_every_task_has_every_model_and_a_cpu_config():
 def test_shipped_configs_validate_and_build(path):
     cfg = load_config(path)
     assert cfg.task.name == path.parent.name
-    if path.stem != "cpu":
-        assert cfg.model.name == path.stem
+    if path.stem in ATTENTION_VARIANTS:
+        assert (cfg.model.name, cfg.model.transformer.attention) == ("transformer", ATTENTION_VARIANTS[path.stem])
+    elif path.stem != "cpu":  # <model>.yaml, or <model>-<variant>.yaml (configs/remedies)
+        assert cfg.model.name == path.stem.split("-")[0]
     channels, seq_len = SHAPES[cfg.task.name]
     assert count_parameters(build_model(cfg.model, channels, 10, seq_len)) > 1000
 

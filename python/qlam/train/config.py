@@ -68,6 +68,19 @@ class QLAMOptions:
 class TransformerOptions:
     n_heads: int = field(4, ge=1, help="attention heads (must divide d_model)")
     positional: Literal["sinusoidal", "learned"] = field("sinusoidal")
+    # Attention variants from other quantum-attention work, simulated exactly on a classical machine (no quantum
+    # speed-up is claimed or measured); see qlam.models.transformer. They add no parameters.
+    attention: Literal["dense", "sparse_rank1", "topk"] = field(
+        "dense", help="dense: softmax attention (scaled_dot_product_attention); sparse_rank1: exp(scores) kept "
+        "exactly on each row's large entries plus an all-ones rank-one part for the rest (Guo et al.); topk: "
+        "per query a softmax over its attention_k largest scores, the rest masked (our reading of QSAT)")
+    attention_k: int = field(32, ge=1, help="sparse_rank1 / topk: entries kept per query (clamped to the "
+                             "sequence length; with the tau rule, the most kept per query)")
+    sparse_rule: Literal["topk", "tau"] = field("topk", help="sparse_rank1: the large entries are each row's "
+                                                "attention_k largest scores (topk) or its scores with |score| > "
+                                                "attention_tau, at most attention_k of them (tau)")
+    attention_tau: float = field(1.0, gt=0, help="sparse_rank1 with sparse_rule=tau: the threshold on |score| "
+                                 "(score = q.k / sqrt(d_head))")
 
 
 @dataclass
@@ -118,7 +131,8 @@ class TrainConfig:
 @dataclass
 class OutputConfig:
     dir: str = field("runs", help="parent folder of run folders")
-    name: Optional[str] = field(None, help="run folder name; default <task>-<model>-seed<seed>")
+    name: Optional[str] = field(None, help="run folder name; default <task>-<model>-seed<seed> "
+                                     "(<task>-transformer-<attention>-seed<seed> for an attention variant)")
     plots: bool = field(True, help="write learning-curve PNGs")
     progress: bool = field(True, help="show progress bars")
 
@@ -134,7 +148,10 @@ class Config:
     source = None
 
     def run_dir(self) -> Path:
-        name = self.output.name or f"{self.task.name}-{self.model.name}-seed{self.train.seed}"
+        model = self.model.name
+        if model == "transformer" and self.model.transformer.attention != "dense":
+            model += f"-{self.model.transformer.attention}"  # not the dense transformer's folder
+        name = self.output.name or f"{self.task.name}-{model}-seed{self.train.seed}"
         return Path(self.output.dir) / name
 
     def to_dict(self) -> Dict[str, Any]:
