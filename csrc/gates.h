@@ -130,14 +130,40 @@ QLAM_HD int cz_ring_sign(int64_t i, int n) {
   return parity ? -1 : 1;
 }
 
-// Phase angle of the RZZ layer on basis state i: the layer multiplies
-// amplitude i by exp(-i/2 * sum_p g_p z_p z_p'), this returns the sum.
-template <typename T>
-QLAM_HD T rzz_phase(int64_t i, int n, const T* g) {
-  T acc = 0;
-  for (int p = 0; p < num_pairs(n); ++p)
-    acc += T(zsign(i, pair_first(p)) * zsign(i, pair_second(p, n))) * g[p];
-  return acc;
+// z_p z_p' (+1/-1) of the ring's pair p on basis state i, computed on the fly
+// (the CUDA program; the CPU lane kernels read the same signs from a table).
+struct RingZZ {
+  int64_t i;
+  int n;
+  QLAM_HD int operator()(int p) const { return zsign(i, pair_first(p)) * zsign(i, pair_second(p, n)); }
+};
+
+// The RZZ layer multiplies amplitude i by exp(-i/2 sum_p g_p z_p z_p')
+//   = prod_p (cos(g_p/2) - i z_p z_p' sin(g_p/2)),
+// written here as the product of one unit phase per pair, each from its own
+// pair's cos and sin. Never the cos/sin of the summed phase: in float32 one
+// large angle beside small ones swallows them (a 1e6 angle made the small
+// ones' features wrong by 4e-2). Every backend calls this. V is a scalar or a
+// SIMD lane vector; c[p], s[p] hold cos(g_p/2), sin(g_p/2); zz(p) gives
+// z_p z_p' of this amplitude; `inverse` gives the factor of the inverse layer.
+template <typename V, typename ZZ>
+QLAM_HD void rzz_factor(int P, const V* c, const V* s, const ZZ& zz, bool inverse, V one, V& fr, V& fi) {
+  fr = one;
+  fi = one - one;
+  for (int p = 0; p < P; ++p) {
+    const V zs = ((zz(p) > 0) != inverse) ? s[p] : -s[p];  // z z' sin(g/2), negated for the inverse
+    const V r = fr * c[p] + fi * zs;
+    fi = fi * c[p] - fr * zs;
+    fr = r;
+  }
+}
+
+// dL/dg_p = 1/2 sum_i z_p z_p' Im(conj(lam_i) psi_i): adds amplitude i's term
+// w = Im(conj(lam_i) psi_i) to acc[p] with its sign (the caller halves the sum).
+// The same before and after the layer, which commutes with its own generator.
+template <typename V, typename ZZ>
+QLAM_HD void rzz_grad_accumulate(int P, const ZZ& zz, V w, V* acc) {
+  for (int p = 0; p < P; ++p) acc[p] += zz(p) > 0 ? w : -w;
 }
 
 // Single-qubit Pauli P in {0: X, 1: Y, 2: Z} as a permutation with phases:

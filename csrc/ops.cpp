@@ -177,9 +177,11 @@ BackwardBuffers prepare_backward(const OptTensor& grad_features, const OptTensor
                                  const Tensor& checkpoints, const OptTensor& lengths,
                                  c10::string_view entangler, bool pair_features, int64_t checkpoint_every) {
   BackwardBuffers b;
-  // The forward validated the lengths' values already.
+  // The lengths' values are checked again (one small read): the backward op can be
+  // called directly, and lengths changed in place since the forward would index
+  // out of bounds.
   b.shape = check_forward_inputs(angles, ent_angles, std::nullopt, lengths, entangler, pair_features,
-                                 checkpoint_every, /*check_values=*/false);
+                                 checkpoint_every, /*check_values=*/true);
   check_backward_inputs(b.shape, angles, grad_features, grad_final_state, final_state, checkpoints);
   const ScanShape& s = b.shape;
   b.grad_features = contiguous_or_undefined(grad_features);
@@ -277,6 +279,17 @@ TORCH_LIBRARY(qlam, m) {
       "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
       "bool pair_features, int checkpoint_every) -> (Tensor grad_angles, Tensor grad_ent_angles, "
       "Tensor grad_init_state)");
+  // Test hooks: the same program under an executor that finds missing syncs
+  // (cpu/race_check_executor.h); skip_sync_line plants one (-1: none).
+  m.def(
+      "_race_check_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
+      "str entangler, bool pair_features, int checkpoint_every, int lanes, int skip_sync_line) -> "
+      "(Tensor features, Tensor final_state, Tensor checkpoints, Tensor sync_lines)");
+  m.def(
+      "_race_check_backward(Tensor? grad_features, Tensor? grad_final_state, Tensor angles, "
+      "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
+      "bool pair_features, int checkpoint_every, int lanes, int skip_sync_line) -> (Tensor grad_angles, "
+      "Tensor grad_ent_angles, Tensor grad_init_state, Tensor sync_lines)");
 }
 
 TORCH_LIBRARY_IMPL(qlam, CompositeExplicitAutograd, m) {

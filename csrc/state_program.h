@@ -48,13 +48,15 @@ QLAM_HD void apply_cnot_pairs(int lane, int lanes, Cplx<T>* psi, int n, int c, i
   }
 }
 
-// Multiplies amplitude i by exp(sign * -i/2 * rzz_phase(i)) (sign = -1 undoes the layer).
+// The RZZ layer (or its inverse) on every amplitude; trig = cos(g_p/2) for the
+// P pairs, then sin(g_p/2) (load_layer).
 template <typename T>
-QLAM_HD void apply_rzz_layer(int lane, int lanes, Cplx<T>* psi, int n, const T* g, T sign) {
+QLAM_HD void apply_rzz_layer(int lane, int lanes, Cplx<T>* psi, int n, int P, const T* trig, bool inverse) {
   const int64_t N = int64_t(1) << n;
   for (int64_t i = lane; i < N; i += lanes) {
-    const T phi = sign * rzz_phase(i, n, g) / 2;
-    psi[i] = cmul(Cplx<T>{qcos(phi), -qsin(phi)}, psi[i]);
+    Cplx<T> f;
+    rzz_factor(P, trig, trig + P, RingZZ{i, n}, inverse, T(1), f.re, f.im);
+    psi[i] = cmul(f, psi[i]);
   }
 }
 
@@ -65,7 +67,8 @@ QLAM_HD void apply_cz_layer(int lane, int lanes, Cplx<T>* psi, int n) {
     if (cz_ring_sign(i, n) < 0) psi[i] = {-psi[i].re, -psi[i].im};
 }
 
-// Builds layer l's rotation matrices (and rzz angles) of token t into shared scratch.
+// Builds layer l's rotation matrices (and the cos and sin of the rzz half-angles)
+// of token t into shared scratch.
 template <typename T, class Exec>
 QLAM_HD void load_layer(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l,
                         Cplx<T>* mats, T* gzz) {
@@ -75,7 +78,11 @@ QLAM_HD void load_layer(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, in
       rot_matrix(ang[0], ang[1], ang[2], mats + 4 * q);
     }
     if (a.entangler == Entangler::RZZ)
-      for (int p = lane; p < a.P; p += ex.lanes()) gzz[p] = a.ent_angles[a.ent_offset(s, t, l) + p];
+      for (int p = lane; p < a.P; p += ex.lanes()) {
+        const T half = a.ent_angles[a.ent_offset(s, t, l) + p] / 2;
+        gzz[p] = qcos(half);
+        gzz[a.P + p] = qsin(half);
+      }
   });
   ex.sync();
 }
@@ -195,7 +202,7 @@ QLAM_HD void add_feature_sources(Exec& ex, const ScanArgs<T>& a, const T* g, con
 
 // ---------------------------------------------------------------- forward
 
-// Scratch: psi (N), mats (4 n), gzz (P), all shared by the executor's lanes.
+// Scratch: psi (N), mats (4 n), gzz (2 P: rzz cos, sin), all shared by the executor's lanes.
 template <typename T, class Exec>
 QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<T>* psi,
                                 Cplx<T>* mats, T* gzz) {
@@ -205,7 +212,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
     for (int64_t i = lane; i < N; i += ex.lanes())
       psi[i] = a.init_state ? a.init_state[s * N + i] : Cplx<T>{T(i == 0), T(0)};
   });
-  ex.sync();
+  ex.sync();  // kept for clarity: each lane reads only its own amplitudes before the next sync
   const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, psi, N) : 1.0;
   for (int64_t t = 0; t < len; ++t) {
     for (int64_t l = 0; l < a.L; ++l) {
@@ -223,7 +230,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
         ex.run([&](int lane) { apply_cz_layer(lane, ex.lanes(), psi, n); });
         ex.sync();
       } else if (a.entangler == Entangler::RZZ) {
-        ex.run([&](int lane) { apply_rzz_layer(lane, ex.lanes(), psi, n, gzz, T(1)); });
+        ex.run([&](int lane) { apply_rzz_layer(lane, ex.lanes(), psi, n, a.P, gzz, false); });
         ex.sync();
       }
     }
@@ -233,7 +240,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
       Cplx<T>* dst = a.checkpoints + a.checkpoint_offset(s, t + 1);
       ex.run([&](int lane) { for (int64_t i = lane; i < N; i += ex.lanes()) dst[i] = psi[i]; });
     }
-    ex.sync();
+    ex.sync();  // kept for clarity: the next token's first shared writes are followed by a sync before any read
   }
   // Positions past the length leave the state as it is; their checkpoints repeat it.
   for (int64_t done = len + 1; a.checkpoints && done <= a.T_len; ++done) {
@@ -249,7 +256,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
 // ---------------------------------------------------------------- backward
 
 // Walks the sequence backwards, uncomputing psi and carrying the adjoint lam
-// (docs/design.md §3). Scratch: psi (N), lam (N), mats (4 n), gzz (P).
+// (docs/design.md §3). Scratch: psi (N), lam (N), mats (4 n), gzz (2 P).
 template <typename T, class Exec>
 QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<T>* psi,
                                  Cplx<T>* lam, Cplx<T>* mats, T* gzz) {
@@ -293,16 +300,14 @@ QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx
         T grad[kMaxQubits];
         ex.template allreduce<kMaxQubits>(grad, a.P, [&](int lane, T* part) {
           for (int64_t i = lane; i < N; i += ex.lanes()) {
-            const T w = cmul_conj(lam[i], psi[i]).im;
-            for (int p = 0; p < a.P; ++p)
-              part[p] += T(zsign(i, pair_first(p)) * zsign(i, pair_second(p, n))) * w;
+            rzz_grad_accumulate(a.P, RingZZ{i, n}, cmul_conj(lam[i], psi[i]).im, part);
           }
         });
         ex.run([&](int lane) {
           if (lane == 0)
             for (int p = 0; p < a.P; ++p) a.grad_ent_angles[a.ent_offset(s, t, l) + p] = grad[p] / 2;
-          apply_rzz_layer(lane, ex.lanes(), psi, n, gzz, T(-1));
-          apply_rzz_layer(lane, ex.lanes(), lam, n, gzz, T(-1));
+          apply_rzz_layer(lane, ex.lanes(), psi, n, a.P, gzz, true);
+          apply_rzz_layer(lane, ex.lanes(), lam, n, a.P, gzz, true);
         });
         ex.sync();
       }

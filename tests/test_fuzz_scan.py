@@ -1,4 +1,7 @@
-"""Property-based fuzzing of qlam.ops.scan (hypothesis, fixed budget).
+"""Property-based fuzzing of qlam.ops.scan (hypothesis, fixed budget), on every
+backend: the CPU kernel, the CUDA kernels' per-state program emulated on the
+CPU (csrc/state_program.h with 32 emulated lanes), and the CUDA kernel where a
+GPU is present.
 
 Random shapes (zero batch and length included), float32/float64, memory
 layouts (sliced, permuted, broadcast), lengths, every entangler, pair
@@ -162,13 +165,44 @@ def chunk_tokens(k):
             os.environ["QLAM_CPU_CHUNK_TOKENS"] = old
 
 
-@settings(FUZZ, max_examples=400)
-@given(c=cases(), with_grads=st.booleans(), chunk=st.sampled_from([None, 1, 2]))
-def test_scan_matches_reference(c, with_grads, chunk):
+class _EmulatedScan(torch.autograd.Function):
+    """The CUDA program run on the CPU (torch.ops.qlam._warp_emulation_*) as a differentiable scan."""
+
+    @staticmethod
+    def forward(ctx, angles, ent_angles, init_state, lengths, entangler, pair_features, every):
+        features, final, checkpoints = torch.ops.qlam._warp_emulation_forward(
+            angles, ent_angles, init_state, lengths, entangler, pair_features, every)
+        ctx.save_for_backward(angles, ent_angles, final, checkpoints, lengths)
+        ctx.setup = (entangler, pair_features, every, init_state is not None)
+        return features, final
+
+    @staticmethod
+    def backward(ctx, grad_features, grad_final):
+        angles, ent_angles, final, checkpoints, lengths = ctx.saved_tensors
+        entangler, pair_features, every, has_init = ctx.setup
+        ga, ge, gi = torch.ops.qlam._warp_emulation_backward(
+            grad_features, grad_final, angles, ent_angles, final, checkpoints, lengths, entangler, pair_features,
+            every)
+        return ga, (ge if ent_angles is not None else None), (gi if has_init else None), None, None, None, None
+
+
+def emulated_scan(angles, ent_angles=None, init_state=None, lengths=None, entangler="cnot", pair_features=False,
+                  checkpoint_every=None):
+    return _EmulatedScan.apply(angles, ent_angles, init_state, lengths, entangler, pair_features,
+                               int(checkpoint_every or 0))
+
+
+def cuda_scan(checkpoint_every=None, **kwargs):
+    """qlam.ops.scan on the GPU, inputs moved there and outputs back (both differentiable)."""
+    moved = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    features, final = qlam.ops.scan(**moved, checkpoint_every=checkpoint_every)
+    return features.cpu(), final.cpu()
+
+
+def _check_backend(scan, c, with_grads, chunk=None):
     leaves, kwargs = make_case(c, requires_grad=with_grads)
     with chunk_tokens(chunk):
-        got = _run(lambda **kw: qlam.ops.scan(**kw, checkpoint_every=c["checkpoint_every"]), leaves, kwargs,
-                   c["seed"])
+        got = _run(lambda **kw: scan(**kw, checkpoint_every=c["checkpoint_every"]), leaves, kwargs, c["seed"])
     # The oracle: the reference in float64 on the same (rounded) values.
     want = _run(reference.scan, *make_case(c, requires_grad=with_grads, as_float64=True), c["seed"])
     tol = _tolerance(c["dtype"])
@@ -181,6 +215,26 @@ def test_scan_matches_reference(c, with_grads, chunk):
         # Positions past a sequence's length give exactly zero features.
         t = torch.arange(c["T"])[None, :]
         assert (got[0][t >= kwargs["lengths"][:, None]] == 0).all()
+
+
+@settings(FUZZ, max_examples=400)
+@given(c=cases(), with_grads=st.booleans(), chunk=st.sampled_from([None, 1, 2]))
+def test_scan_matches_reference(c, with_grads, chunk):
+    _check_backend(qlam.ops.scan, c, with_grads, chunk)
+
+
+@settings(FUZZ, max_examples=150)
+@given(c=cases(), with_grads=st.booleans())
+def test_emulated_cuda_program_matches_reference(c, with_grads):
+    _check_backend(emulated_scan, c, with_grads)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not qlam._extension.supports(torch.device("cuda")),
+                    reason="needs a GPU and a build with the CUDA kernels")
+@settings(FUZZ, max_examples=150)
+@given(c=cases(), with_grads=st.booleans())
+def test_cuda_kernel_matches_reference(c, with_grads):
+    _check_backend(cuda_scan, c, with_grads)
 
 
 # ---------------------------------------------------------------- invalid inputs

@@ -98,3 +98,22 @@ def test_meta_tensors_mismatched_device_is_reported():
     args = _args(angles=torch.zeros(2, 4, 2, 1, 3, 3, dtype=torch.float64, device="meta"))
     with pytest.raises(RuntimeError, match=r"init_state is on cpu but angles is on meta"):
         qlam.ops.scan(**args)
+
+
+def test_backward_rechecks_lengths():
+    """The backward op reads `lengths` again: called directly with lengths past T, or after the lengths were
+    changed in place since the forward, it raises instead of indexing out of bounds."""
+    g = torch.Generator().manual_seed(0)
+    angles = torch.randn(2, 4, 1, 1, 3, 3, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([4, 2])
+    features, final, checkpoints = torch.ops.qlam.scan_forward(angles, None, None, lengths, "cnot", False, 0)
+    bad = torch.tensor([4, 9])
+    with pytest.raises(RuntimeError, match=r"lengths must lie in \[0, T\] = \[0, 4\], got values in \[4, 9\]"):
+        torch.ops.qlam.scan_backward(torch.ones_like(features), None, angles, None, final, checkpoints, bad, "cnot",
+                                     False, 0)
+    x = angles.clone().requires_grad_(True)
+    lengths = torch.tensor([4, 2])
+    out, _ = qlam.ops.scan(x, lengths=lengths)
+    lengths.fill_(-7)
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation|lengths must lie in \[0, T\]"):
+        out.sum().backward()

@@ -28,6 +28,13 @@ namespace qlam {
 // Per gate: cos, sin of theta/2, (phi + omega)/2 and (phi - omega)/2.
 constexpr int kTrigPerGate = 6;
 
+// z_p z_p' of pair p on |i> from the (P, N) table of LaneTask::zz_sign (gates.h RingZZ computes the same).
+struct TableZZ {
+  const int8_t* table;
+  int64_t i, N;
+  int operator()(int p) const { return table[p * N + i]; }
+};
+
 template <typename T>
 struct LaneTask {
   ScanArgs<T> a;
@@ -284,21 +291,13 @@ class LaneGroup {
     }
   }
 
-  // rzz: amplitude i times exp(-i/2 sum_p g_p z_p z_p') = prod_p (cos(g_p/2) - i z_p z_p' sin(g_p/2)),
-  // a product of unit phases (no per-amplitude trig); `undo` multiplies by the conjugate.
+  // rzz (gates.h rzz_factor): one unit phase per pair, no per-amplitude trig; `undo` applies the inverse.
   void rzz_phases(int64_t t, int64_t l, Mask active, bool undo, V* re, V* im) const {
     V c[kMaxQubits], sn[kMaxQubits];
     rzz_trig(t, l, active, c, sn);
-    if (undo)
-      for (int p = 0; p < a_.P; ++p) sn[p] = -sn[p];
     for (int64_t i = 0; i < N_; ++i) {
-      V fr = broadcast<V>(T(1)), fi{};
-      for (int p = 0; p < a_.P; ++p) {
-        const V zs = k_.zz_sign[p * N_ + i] > 0 ? sn[p] : -sn[p];  // z z' sin(g/2)
-        const V r = fr * c[p] + fi * zs;
-        fi = fi * c[p] - fr * zs;
-        fr = r;
-      }
+      V fr, fi;
+      rzz_factor(a_.P, c, sn, TableZZ{k_.zz_sign, i, N_}, undo, broadcast<V>(T(1)), fr, fi);
       const V pr = re[i], pi = im[i];
       re[i] = pr * fr - pi * fi;
       im[i] = pr * fi + pi * fr;
@@ -320,10 +319,8 @@ class LaneGroup {
   // dL/dg_p = 1/2 sum_i z_p z_p' Im(conj(lam_i) psi_i), the same before and after the layer.
   void rzz_gradient(int64_t t, int64_t l, Mask active) const {
     V acc[kMaxQubits] = {};
-    for (int64_t i = 0; i < N_; ++i) {
-      const V w = lam_re_[i] * psi_im_[i] - lam_im_[i] * psi_re_[i];
-      for (int p = 0; p < a_.P; ++p) acc[p] += k_.zz_sign[p * N_ + i] > 0 ? w : -w;
-    }
+    for (int64_t i = 0; i < N_; ++i)
+      rzz_grad_accumulate(a_.P, TableZZ{k_.zz_sign, i, N_}, lam_re_[i] * psi_im_[i] - lam_im_[i] * psi_re_[i], acc);
     for (int w = 0; w < W; ++w) {
       if (!real_[w] || !active[w]) continue;
       T* g = a_.grad_ent_angles + a_.ent_offset(state_[w], t, l);

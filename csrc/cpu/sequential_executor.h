@@ -35,7 +35,7 @@ template <typename T>
 void run_forward_program(const ScanArgs<T>& a, int lanes) {
   at::parallel_for(0, a.num_states(), 1, [&](int64_t begin, int64_t end) {
     std::vector<Cplx<T>> psi(a.N), mats(4 * a.n);
-    std::vector<T> gzz(a.P + 1);
+    std::vector<T> gzz(2 * a.P + 1);
     SequentialExecutor ex{lanes};
     for (int64_t s = begin; s < end; ++s) scan_forward_state(ex, a, s, psi.data(), mats.data(), gzz.data());
   });
@@ -45,7 +45,7 @@ template <typename T>
 void run_backward_program(const ScanArgs<T>& a, int lanes) {
   at::parallel_for(0, a.num_states(), 1, [&](int64_t begin, int64_t end) {
     std::vector<Cplx<T>> psi(a.N), lam(a.N), mats(4 * a.n);
-    std::vector<T> gzz(a.P + 1);
+    std::vector<T> gzz(2 * a.P + 1);
     SequentialExecutor ex{lanes};
     for (int64_t s = begin; s < end; ++s)
       scan_backward_state(ex, a, s, psi.data(), lam.data(), mats.data(), gzz.data());

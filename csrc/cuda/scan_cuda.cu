@@ -2,8 +2,13 @@
 // the whole sequence; each warp owns one (b, h) state held in shared memory
 // and runs the per-state program of state_program.h with its 32 lanes.
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "../scan_host.h"
 #include "../state_program.h"
@@ -38,10 +43,10 @@ struct WarpExecutor {
 };
 
 // Shared memory of one warp: `states` statevectors, then the layer's gate
-// matrices and rzz angles; rounded up to keep every warp's slice aligned.
+// matrices and the cos and sin of the rzz half-angles; rounded up to keep every warp's slice aligned.
 template <typename T>
 size_t warp_scratch_bytes(const ScanArgs<T>& a, int states) {
-  const size_t bytes = sizeof(Cplx<T>) * (states * a.N + 4 * a.n) + sizeof(T) * (a.P + 1);
+  const size_t bytes = sizeof(Cplx<T>) * (states * a.N + 4 * a.n) + sizeof(T) * (2 * a.P + 1);
   return (bytes + 15) / 16 * 16;
 }
 
@@ -84,6 +89,22 @@ __global__ void scan_backward_kernel(const ScanArgs<T> a, size_t per_warp) {
   scan_backward_state(ex, a, s, w.psi, w.lam, w.mats, w.gzz);
 }
 
+// Lets `kernel` use `shared` bytes of dynamic shared memory on the current device.
+// The opt-in is per device and kernel, and here it only ever grows, under a lock:
+// a launch can never find it lowered by another host thread's smaller launch (as
+// when two threads run different n), and it is set once per new maximum, not on
+// every launch.
+template <typename Kernel>
+void opt_in_shared(Kernel kernel, size_t shared) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, const void*>, size_t> granted;
+  const std::lock_guard<std::mutex> lock(mutex);
+  size_t& have = granted[{int(c10::cuda::current_device()), reinterpret_cast<const void*>(kernel)}];
+  if (shared <= have) return;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
+  have = shared;
+}
+
 // Chooses warps per block from the shared memory one warp needs, opts in to
 // more than 48 KiB where needed, and launches one warp per state.
 template <typename T, typename Kernel>
@@ -98,8 +119,7 @@ void launch(Kernel kernel, const ScanArgs<T>& a, int states_per_warp) {
   int warps = int(std::max<size_t>(1, std::min<size_t>(kMaxWarpsPerBlock, kDefaultSharedBytes / per_warp)));
   warps = int(std::min<int64_t>(warps, S));
   const size_t shared = per_warp * warps;
-  if (shared > kDefaultSharedBytes)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
+  if (shared > kDefaultSharedBytes) opt_in_shared(kernel, shared);
   const int64_t blocks = (S + warps - 1) / warps;
   kernel<<<dim3(unsigned(blocks)), dim3(warps * kWarp), shared, at::cuda::getCurrentCUDAStream()>>>(a, per_warp);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
