@@ -19,15 +19,28 @@ def _layer(**kw):
     return qlam.QLAM(4, 5, batch_first=True, n_qubits=3, n_heads=2, depth=2, **kw).double()
 
 
-def test_defaults_are_the_original_layer():
+def test_defaults_are_rzz_with_a_fixed_step():
+    """The defaults chosen by results/qlam-remedies/README.md's table; layer and config agree."""
     layer = _layer()
     cell = layer.cells[0]
-    assert cell.step is None and cell.angles.bias is not None and not cell.reset_state_every_token
+    assert layer.entangler == "rzz" and cell.step is None and cell.step_bias is not None
     assert "angle_" not in layer.extra_repr() and "step_size" not in layer.extra_repr()
+    assert "entangler='rzz'" in layer.extra_repr()
     opts = config_from_dict({}).model.qlam
-    assert (opts.angle_init, opts.angle_bias, opts.angle_map, opts.step_size, opts.reset_state_every_token) == (
-        0.5, True, "linear", "none", False)
-    # Same parameters in the same order as the original layer: checkpoints stay loadable.
+    assert (opts.entangler, opts.angle_init, opts.angle_bias, opts.angle_map, opts.step_size, opts.dt_min,
+            opts.dt_max, opts.reset_state_every_token) == ("rzz", 0.5, True, "linear", "fixed", 0.001, 0.1, False)
+    # One step per head, log-uniform over the heads in [dt_min, dt_max] at the start.
+    steps = torch.nn.functional.softplus(cell.step_bias.detach())
+    assert torch.allclose(steps, torch.tensor([0.001, 0.1], dtype=steps.dtype), rtol=1e-6)
+
+
+def test_original_layer_is_one_option_away():
+    """entangler="cnot", step_size="none" is the paper's map alpha = W x + b, with the same parameters in the
+    same order as the layer had before the defaults changed (its checkpoints stay loadable)."""
+    layer = _layer(entangler="cnot", step_size="none")
+    cell = layer.cells[0]
+    assert cell.step is None and cell.step_bias is None and cell.angles.bias is not None
+    assert "step_size='none'" in layer.extra_repr() and "entangler='cnot'" in layer.extra_repr()
     assert [n for n, _ in layer.named_parameters()] == [
         "cells.0.angles.weight", "cells.0.angles.bias", "cells.0.query.weight", "cells.0.query.bias",
         "cells.0.readout.weight", "cells.0.readout.bias"]
@@ -49,7 +62,7 @@ def test_zero_input_is_the_identity_without_angle_bias_and_with_rzz(step_size):
 
 
 def test_tanh_angle_map_bounds_the_angles():
-    layer = _layer(angle_map="tanh", entangler="rzz")
+    layer = _layer(angle_map="tanh", entangler="rzz", step_size="none")
     cell = layer.cells[0]
     with torch.no_grad():
         cell.angles.weight.mul_(1e3)

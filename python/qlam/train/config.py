@@ -42,22 +42,25 @@ class QLAMOptions:
     n_qubits: int = field(6, ge=1, help="qubits per head")
     n_heads: int = field(4, ge=1, help="independent quantum memories")
     depth: int = field(2, ge=1, help="circuit layers per token")
-    entangler: Literal["cnot", "cz", "rzz", "none"] = field("cnot")
+    entangler: Literal["cnot", "cz", "rzz", "none"] = field("rzz", help="rzz (default): a learned ZZ phase per "
+                                                            "ring pair, the identity at angle 0; cnot/cz: a fixed ring")
     n_measurements: int = field(4, ge=1, help="query-chosen observables read per head")
     pair_features: bool = field(False, help="also measure two-qubit Paulis")
     backend: Literal["auto", "kernel", "reference"] = field("auto")
     checkpoint_every: Optional[int] = field(None, ge=1, help="keep every k-th state for the backward")
     recompute_chunk: Optional[int] = field(None, ge=1, help="train the model in chunks of this many tokens, "
                                            "recomputed in the backward: memory flat in T, ~1 more forward")
-    # How a token becomes its circuit (defaults: the original alpha = W x + b); see qlam.QLAM.
+    # How a token becomes its circuit; see qlam.QLAM. The defaults (rzz, step_size fixed) were chosen by the
+    # table in results/qlam-remedies/README.md; entangler=cnot step_size=none is the original alpha = W x + b.
     angle_init: float = field(0.5, ge=0, help="multiplier of the angle projection's weights at init")
     angle_bias: bool = field(True, help="the angle projection has a bias")
     angle_map: Literal["linear", "tanh"] = field("linear", help="tanh: angles = pi * tanh(W x + b)")
-    step_size: Literal["none", "selective", "fixed"] = field("none", help="selective: head h's angles times "
+    step_size: Literal["none", "selective", "fixed"] = field("fixed", help="fixed (default): head h's angles "
+                                                             "times a learned softplus(c_h); selective: times "
                                                              "softplus(w_h x + c_h), an input-dependent step; "
-                                                             "fixed: times softplus(c_h)")
-    dt_min: float = field(0.001, gt=0, help="selective step: smallest initial step over the heads")
-    dt_max: float = field(0.1, gt=0, help="selective step: largest initial step over the heads")
+                                                             "none: the angles as projected")
+    dt_min: float = field(0.001, gt=0, help="fixed/selective step: smallest initial step over the heads")
+    dt_max: float = field(0.1, gt=0, help="fixed/selective step: largest initial step over the heads")
     reset_state_every_token: bool = field(False, help="diagnosis only: each token's circuit acts on |0...0> "
                                           "(no memory)")
     angle_lr: Optional[float] = field(None, gt=0, help="learning rate of the angle projection (no weight decay); "
