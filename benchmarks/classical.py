@@ -3,8 +3,8 @@
     python benchmarks/classical.py [--device cpu|cuda] [--quick] [--batch B]
 
 One block of each of the project's classifiers (python/qlam/models, dropout 0,
-mean pooling, 10 classes): a QLAM block (configs/smnist/qlam.yaml's layer:
-d_model 128, n = 6 qubits, 4 heads, depth 2, gated feed-forward), an nn.LSTM
+mean pooling, 10 classes): a QLAM block (d_model 128, n = 6 qubits, 4 heads,
+depth 2, the layer's defaults (rzz, fixed step), gated feed-forward), an nn.LSTM
 layer, a pre-norm Transformer encoder block (scaled_dot_product_attention)
 and an S4D block (the SSM baseline). Each baseline's width is the one whose
 parameter count comes closest to the QLAM model's (counts are in the table).
