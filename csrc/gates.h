@@ -17,8 +17,9 @@
 namespace qlam {
 
 // Largest number of qubits the fused kernels accept (both devices). The CUDA
-// backward keeps two states of 2**n complex128 values in shared memory
-// (128 KiB at n = 12), which sm_80 and newer offer.
+// backward keeps two states of 2**n complex128 values in shared memory (129 KiB
+// per warp at n = 12): sm_80, sm_90 and sm_100 offer that per block, sm_86/89
+// (99 KiB) do not, and the launch then refuses with a message (scan_cuda.cu).
 constexpr int kMaxQubits = 12;
 
 enum class Entangler : int { None = 0, CNOT = 1, CZ = 2, RZZ = 3 };
@@ -70,39 +71,54 @@ QLAM_HD int zsign(int64_t i, int q) { return 1 - 2 * bit(i, q); }
 
 // Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi), row-major m[2*row+col]:
 //   [[ c e^{-i(phi+omega)/2}, -s e^{ i(phi-omega)/2}],
-//    [ s e^{-i(phi-omega)/2},  c e^{ i(phi+omega)/2}]],  c, s = cos, sin(theta/2).
-template <typename T>
-QLAM_HD void rot_matrix(T phi, T theta, T omega, Cplx<T> m[4]) {
-  const T c = qcos(theta / 2), s = qsin(theta / 2);
-  const T a = (phi + omega) / 2, d = (phi - omega) / 2;
-  const T ca = qcos(a), sa = qsin(a), cd = qcos(d), sd = qsin(d);
-  m[0] = {c * ca, -c * sa};
-  m[1] = {-s * cd, -s * sd};
-  m[2] = {s * cd, -s * sd};
-  m[3] = {c * ca, c * sa};
+//    [ s e^{-i(phi-omega)/2},  c e^{ i(phi+omega)/2}]],  c, s = cos, sin(theta/2),
+// from its six trig values (ca, sa, cd, sd = cos, sin of a = (phi+omega)/2 and
+// d = (phi-omega)/2), as m[2k] = Re m_k, m[2k+1] = Im m_k. V is a scalar or a
+// SIMD lane vector: the CPU lane kernels and the CUDA program both call this.
+template <typename V>
+QLAM_HD void rot_matrix_parts(V c, V s, V ca, V sa, V cd, V sd, V m[8]) {
+  m[0] = c * ca;  m[1] = -c * sa;
+  m[2] = -s * cd; m[3] = -s * sd;
+  m[4] = s * cd;  m[5] = -s * sd;
+  m[6] = c * ca;  m[7] = c * sa;
 }
 
 // Gradient of a real loss with respect to (phi, theta, omega) of one Rot gate,
-// given S[2*a+b] = sum over the pairs of conj(lambda_a) * psi_b, where psi is
-// the state entering the gate and lambda the adjoint leaving it:
-//   dL/dx = Re sum_ab S_ab dm_ab/dx.
+// given S_k (S[2k] = Re, S[2k+1] = Im; k = 2a+b) = sum over the pairs of
+// conj(lambda_a) * psi_b, where psi is the state entering the gate and lambda
+// the adjoint leaving it: dL/dx = Re sum_ab S_ab dm_ab/dx. Same trig values and
+// V as rot_matrix_parts; half = 0.5 as a V.
+template <typename V>
+QLAM_HD void rot_grad_parts(V c, V s, V ca, V sa, V cd, V sd, const V S[8], V half, V g[3]) {
+  V m[8];
+  rot_matrix_parts(c, s, ca, sa, cd, sd, m);
+  // Im(S_k m_k); d/dphi multiplies m by (-i/2, +i/2, -i/2, +i/2), d/domega by (-i/2, -i/2, +i/2, +i/2).
+  V imw[4];
+  for (int k = 0; k < 4; ++k) imw[k] = S[2 * k] * m[2 * k + 1] + S[2 * k + 1] * m[2 * k];
+  g[0] = half * (imw[0] - imw[1] + imw[2] - imw[3]);
+  g[2] = half * (imw[0] + imw[1] - imw[2] - imw[3]);
+  // d/dtheta: [[-s/2 e^{-ia}, -c/2 e^{id}], [c/2 e^{-id}, -s/2 e^{ia}]]; Re(S_k dm_k).
+  const V hs = half * s, hc = half * c;
+  const V dm[8] = {-hs * ca, hs * sa, -hc * cd, -hc * sd, hc * cd, -hc * sd, -hs * ca, -hs * sa};
+  V gt = half - half;
+  for (int k = 0; k < 4; ++k) gt += S[2 * k] * dm[2 * k] - S[2 * k + 1] * dm[2 * k + 1];
+  g[1] = gt;
+}
+
+// The scalar forms on angles and complex numbers (the CUDA program).
+template <typename T>
+QLAM_HD void rot_matrix(T phi, T theta, T omega, Cplx<T> m[4]) {
+  const T a = (phi + omega) / 2, d = (phi - omega) / 2;
+  T parts[8];
+  rot_matrix_parts(qcos(theta / 2), qsin(theta / 2), qcos(a), qsin(a), qcos(d), qsin(d), parts);
+  for (int k = 0; k < 4; ++k) m[k] = {parts[2 * k], parts[2 * k + 1]};
+}
+
 template <typename T>
 QLAM_HD void rot_grad(T phi, T theta, T omega, const Cplx<T> S[4], T g[3]) {
-  const T c = qcos(theta / 2), s = qsin(theta / 2);
   const T a = (phi + omega) / 2, d = (phi - omega) / 2;
-  const T ca = qcos(a), sa = qsin(a), cd = qcos(d), sd = qsin(d);
-  Cplx<T> m[4] = {{c * ca, -c * sa}, {-s * cd, -s * sd}, {s * cd, -s * sd}, {c * ca, c * sa}};
-  // w_ab = S_ab m_ab; d/dphi multiplies m by (-i/2, +i/2, -i/2, +i/2), d/domega by (-i/2, -i/2, +i/2, +i/2).
-  T imw[4];
-  for (int k = 0; k < 4; ++k) imw[k] = cmul(S[k], m[k]).im;
-  g[0] = T(0.5) * (imw[0] - imw[1] + imw[2] - imw[3]);
-  g[2] = T(0.5) * (imw[0] + imw[1] - imw[2] - imw[3]);
-  // d/dtheta: [[-s/2 e^{-ia}, -c/2 e^{id}], [c/2 e^{-id}, -s/2 e^{ia}]].
-  const Cplx<T> dm[4] = {{-s / 2 * ca, s / 2 * sa}, {-c / 2 * cd, -c / 2 * sd},
-                         {c / 2 * cd, -c / 2 * sd}, {-s / 2 * ca, -s / 2 * sa}};
-  T gt = 0;
-  for (int k = 0; k < 4; ++k) gt += cmul(S[k], dm[k]).re;
-  g[1] = gt;
+  const T Sp[8] = {S[0].re, S[0].im, S[1].re, S[1].im, S[2].re, S[2].im, S[3].re, S[3].im};
+  rot_grad_parts(qcos(theta / 2), qsin(theta / 2), qcos(a), qsin(a), qcos(d), qsin(d), Sp, T(0.5), g);
 }
 
 // The CNOT ring (CNOT(q -> q+1) for q = 0..n-2, then CNOT(n-1 -> 0) when n >= 3)

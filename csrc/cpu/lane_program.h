@@ -240,13 +240,9 @@ class LaneGroup {
     for (int k = 0; k < kTrigPerGate; ++k) tr[k] = lane_select(active, tr[k], k % 2 ? zero : one);
   }
 
-  // Rot's matrix (gates.h rot_matrix) as m[2k] = Re m_k, m[2k+1] = Im m_k.
+  // Rot's matrix (gates.h rot_matrix_parts) as m[2k] = Re m_k, m[2k+1] = Im m_k.
   static void matrix_from_trig(const V tr[kTrigPerGate], V m[8]) {
-    const V c = tr[0], s = tr[1], ca = tr[2], sa = tr[3], cd = tr[4], sd = tr[5];
-    m[0] = c * ca;  m[1] = -c * sa;
-    m[2] = -s * cd; m[3] = -s * sd;
-    m[4] = s * cd;  m[5] = -s * sd;
-    m[6] = c * ca;  m[7] = c * sa;
+    rot_matrix_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], m);
   }
 
   void gate_matrix(int64_t t, int64_t l, int q, Mask active, V m[8]) const {
@@ -502,17 +498,9 @@ class LaneGroup {
         lam_re_[i1] = d2r * l0r - d2i * l0i + d3r * l1r - d3i * l1i;
         lam_im_[i1] = d2r * l0i + d2i * l0r + d3r * l1i + d3i * l1r;
       }
-    // Im(S_k m_k) for k = 0..3 gives d/dphi and d/domega; Re(S_k dm_k/dtheta) gives d/dtheta.
-    V imw[4];
-    for (int k = 0; k < 4; ++k) imw[k] = S[2 * k] * m[2 * k + 1] + S[2 * k + 1] * m[2 * k];
-    const V half = broadcast<V>(T(0.5));
-    const V g_phi = half * (imw[0] - imw[1] + imw[2] - imw[3]);
-    const V g_omega = half * (imw[0] + imw[1] - imw[2] - imw[3]);
-    const V c = tr[0], s = tr[1], ca = tr[2], sa = tr[3], cd = tr[4], sd = tr[5];
-    const V hs = half * s, hc = half * c;
-    const V dm[8] = {-hs * ca, hs * sa, -hc * cd, -hc * sd, hc * cd, -hc * sd, -hs * ca, -hs * sa};
-    V g_theta{};
-    for (int k = 0; k < 4; ++k) g_theta += S[2 * k] * dm[2 * k] - S[2 * k + 1] * dm[2 * k + 1];
+    V grad[3];  // phi, theta, omega (gates.h rot_grad_parts)
+    rot_grad_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], S, broadcast<V>(T(0.5)), grad);
+    const V g_phi = grad[0], g_theta = grad[1], g_omega = grad[2];
     for (int w = 0; w < W; ++w) {
       if (!real_[w] || !active[w]) continue;
       T* g = a_.grad_angles + a_.angle_offset(state_[w], t, l) + 3 * q;
