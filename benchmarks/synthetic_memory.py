@@ -22,7 +22,7 @@ from timing import ext  # benchmarks/ is sys.path[0] when run as a script
 from qlam.synthetic import make_task, train_synthetic
 from qlam.train.config import config_from_dict
 
-QLAM = {"n_qubits": 4, "n_heads": 4, "depth": 1, "entangler": "cnot", "n_measurements": 4}
+QLAM = {"n_qubits": 4, "n_heads": 4, "depth": 1, "entangler": "cnot", "n_measurements": 4, "step_size": "none"}  # the paper's map
 # name -> (model section of the config, without d_model), widths tried to match the parameter count
 MODELS = {
     "qlam": {"name": "qlam", "qlam": QLAM},

@@ -1,6 +1,7 @@
 """qlam: Quantum Long-Attention Memory for PyTorch.
 
 - ``qlam.QLAM``: a drop-in replacement for ``nn.LSTM`` whose memory is a simulated statevector.
+- ``qlam.QLAMCell``: one token at a time (``nn.LSTMCell``'s interface), the same numbers as ``qlam.QLAM``.
 - ``qlam.ops.scan``: the fused, differentiable scan (``torch.ops.qlam.scan``).
 - ``qlam.reference.scan``: the same mathematics in plain PyTorch (the specification).
 - ``qlam.show_config()``: how the compiled extension was built.
@@ -9,6 +10,7 @@ __version__ = "0.1.0"
 
 from . import _extension, ops, reference  # noqa: E402
 from .layer import QLAM  # noqa: E402
+from .cell import QLAMCell  # noqa: E402
 
 
 def show_config() -> str:
@@ -19,4 +21,4 @@ def show_config() -> str:
 
     return show()
 
-__all__ = ["QLAM", "ops", "reference", "show_config", "__version__"]
+__all__ = ["QLAM", "QLAMCell", "ops", "reference", "show_config", "__version__"]
