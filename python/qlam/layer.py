@@ -172,7 +172,7 @@ class QLAM(nn.Module):
 
     How a token becomes its circuit. The defaults, ``entangler="rzz"`` and
     ``step_size="fixed"``, were chosen by the table in results/qlam-remedies/README.md
-    (3 seeds on sMNIST and sCIFAR-10: 75 % and 38 % against 31 % and 28 % for the
+    (3 seeds on sMNIST and sCIFAR-10: 75 % and 38 % against 32 % and 29 % for the
     original map). ``step_size="fixed"`` multiplies head h's angles (rzz angles
     included) by a learned step ``delta[h] = softplus(c_h)``, initialised
     log-uniformly over the heads in [``dt_min``, ``dt_max``] = [0.001, 0.1]: each
