@@ -73,15 +73,21 @@ RACE_CASES = [  # every code path: each entangler, pair features, lengths, check
 ]
 
 
+def _output_grads(features, final):
+    """The same random gradients of the outputs for every run of a case."""
+    g = torch.Generator().manual_seed(1)
+    gf = torch.randn(features.shape, generator=g, dtype=torch.float64).to(features.dtype)
+    gs = torch.randn(final.shape, generator=g, dtype=torch.complex128).to(final.dtype)
+    return gf, gs
+
+
 def _race_run(case, dtype, every, lanes=32, skip=-1):
     """Forward and backward under the race checker; returns (features, final, grads, sync lines seen)."""
     args = make_inputs(case, dtype=dtype)
     pos = (args["angles"], args["ent_angles"], args["init_state"], args["lengths"], args["entangler"],
            args["pair_features"])
     features, final, checkpoints, lines_f = torch.ops.qlam._race_check_forward(*pos, every, lanes, skip)
-    g = torch.Generator().manual_seed(1)
-    gf = torch.randn(features.shape, generator=g, dtype=torch.float64).to(features.dtype)
-    gs = torch.randn(final.shape, generator=g, dtype=torch.complex128).to(final.dtype)
+    gf, gs = _output_grads(features, final)
     *grads, lines_b = torch.ops.qlam._race_check_backward(gf, gs, args["angles"], args["ent_angles"], final,
                                                           checkpoints, args["lengths"], args["entangler"],
                                                           args["pair_features"], every, lanes, skip)
@@ -93,9 +99,7 @@ def _plain_run(case, dtype, every):
     pos = (args["angles"], args["ent_angles"], args["init_state"], args["lengths"], args["entangler"],
            args["pair_features"])
     features, final, checkpoints = torch.ops.qlam._warp_emulation_forward(*pos, every)
-    g = torch.Generator().manual_seed(1)
-    gf = torch.randn(features.shape, generator=g, dtype=torch.float64).to(features.dtype)
-    gs = torch.randn(final.shape, generator=g, dtype=torch.complex128).to(final.dtype)
+    gf, gs = _output_grads(features, final)
     grads = torch.ops.qlam._warp_emulation_backward(gf, gs, args["angles"], args["ent_angles"], final, checkpoints,
                                                     args["lengths"], args["entangler"], args["pair_features"], every)
     return features, final, list(grads)

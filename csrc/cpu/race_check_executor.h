@@ -50,10 +50,7 @@ class RaceCheckExecutor {
   void sync(int line = __builtin_LINE()) {
     sync_lines_.insert(line);
     if (line == skip_line_) return;  // the planted missing sync
-    std::vector<unsigned char> merged = synced_;
-    for (const auto& writes : own_)
-      for (const auto& [offset, value] : writes) merged[offset] = value;
-    synced_ = merged;
+    synced_ = merged();
     restore(synced_);
     for (auto& writes : own_) writes.clear();
     last_sync_line_ = line;
@@ -61,7 +58,6 @@ class RaceCheckExecutor {
 
   template <int R, typename T, class F>
   void allreduce(T* out, int count, F&& f) {
-    for (int r = 0; r < count; ++r) out[r] = T(0);
     std::vector<T> totals(count, T(0));
     phase([&](int lane, bool first_run) {
       T part[R] = {};
@@ -105,11 +101,15 @@ class RaceCheckExecutor {
     for (int lane = 0; lane < lanes_; ++lane)
       for (const auto& [offset, value] : isolated[lane]) own_[lane][offset] = value;
     check_overlaps();
-    // Between phases the memory holds every lane's writes (what lane-free code would see).
-    std::vector<unsigned char> all = synced_;
+    restore(merged());  // between phases: every lane's writes (what lane-free code would see)
+  }
+
+  // The last synced memory with every lane's writes since then.
+  std::vector<unsigned char> merged() const {
+    std::vector<unsigned char> out = synced_;
     for (const auto& writes : own_)
-      for (const auto& [offset, value] : writes) all[offset] = value;
-    restore(all);
+      for (const auto& [offset, value] : writes) out[offset] = value;
+    return out;
   }
 
   // The memory lane `lane` sees: the last sync, the other lanes' writes of this phase (if given), its own.

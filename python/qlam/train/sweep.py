@@ -24,8 +24,11 @@ from .config import load_config
 from .trainer import RunDirError, train
 
 
-def pending_runs(configs: List[str], seeds: List[int], out: Path):
-    """(config, seed, run folder) of every run without results.json, seeds outermost (seed 0 of all first)."""
+def pending_runs(configs: List[str], seeds: List[int], out: Path, overrides: List[str]):
+    """(config, seed, run folder) of every run without results.json, seeds outermost (seed 0 of all first).
+    Every config is loaded once here, so a typo fails at once, not hours into a sweep."""
+    for config in configs:
+        load_config(config, list(overrides))
     todo = []
     for seed in seeds:
         for config in configs:
@@ -38,10 +41,7 @@ def pending_runs(configs: List[str], seeds: List[int], out: Path):
 
 
 def run_sweep(configs: List[str], seeds: List[int], out: Path, overrides: List[str]) -> None:
-    todo = pending_runs(configs, seeds, out)
-    for config, _, _ in todo:  # every config checked before the first run, so a typo fails at once, not hours later
-        load_config(config, list(overrides))
-    for config, seed, run_dir in todo:
+    for config, seed, run_dir in pending_runs(configs, seeds, out, overrides):
         cfg = load_config(config, list(overrides) + [f"train.seed={seed}", f"output.dir={run_dir.parent}",
                                                      f"output.name={run_dir.name}"])
         print(f"qlam-sweep: {run_dir.parent.name} seed {seed} -> {run_dir}")
@@ -53,9 +53,7 @@ def run_parallel(configs: List[str], seeds: List[int], out: Path, overrides: Lis
     """Each pending run as ``python -m qlam.train.sweep CONFIG --seeds K`` in a child process, up to ``jobs`` at
     once; returns the run folders that failed (their logs say why). Ctrl-C or SIGTERM (``timeout``, a batch
     system) stops the children too: left running, they would hold the CPUs or the GPU with no one to wait for them."""
-    todo = pending_runs(configs, seeds, out)
-    for config, _, _ in todo:
-        load_config(config, list(overrides))
+    todo = pending_runs(configs, seeds, out, overrides)
     running, failed = [], []
 
     def stop(signum, frame):
