@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
+#include <vector>
 
 #include "lane_program.h"
 #include "../scan_host.h"
@@ -26,18 +28,33 @@ int64_t chunk_tokens_override() {
   return v > 0 ? int64_t(v) : 0;
 }
 
-// cos/sin of theta/2, (phi + omega)/2, (phi - omega)/2 of every gate of tokens [t0, t1).
+// cos and sin of each of `halves` into planes 2k and 2k + 1 of one (2 * halves, ...) tensor. Each plane is
+// written contiguously: a stack into a last dimension instead cost about twice the trig itself.
+Tensor cos_sin_planes(std::initializer_list<Tensor> halves) {
+  std::vector<int64_t> shape{2 * int64_t(halves.size())};
+  const Tensor& first = *halves.begin();
+  shape.insert(shape.end(), first.sizes().begin(), first.sizes().end());
+  Tensor out = at::empty(shape, first.options());
+  int64_t k = 0;
+  for (const Tensor& h : halves) {
+    Tensor c = out.select(0, k++), s = out.select(0, k++);
+    at::cos_out(c, h);
+    at::sin_out(s, h);
+  }
+  return out;
+}
+
+// cos/sin of theta/2, (phi + omega)/2, (phi - omega)/2 of every gate of tokens [t0, t1):
+// six planes (6, B, t1 - t0, H, L, n) in that order.
 Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1) {
   const Tensor a = angles.narrow(1, t0, t1 - t0);
   const Tensor phi = a.select(-1, 0), theta = a.select(-1, 1), omega = a.select(-1, 2);
-  const Tensor half_theta = theta * 0.5, sum = (phi + omega) * 0.5, diff = (phi - omega) * 0.5;
-  return at::stack({half_theta.cos(), half_theta.sin(), sum.cos(), sum.sin(), diff.cos(), diff.sin()}, -1);
+  return cos_sin_planes({theta * 0.5, (phi + omega) * 0.5, (phi - omega) * 0.5});
 }
 
-// rzz: cos and sin of g_p / 2 for tokens [t0, t1).
+// rzz: cos and sin of g_p / 2 for tokens [t0, t1): two planes (2, B, t1 - t0, H, L, P).
 Tensor entangler_trig(const Tensor& ent_angles, int64_t t0, int64_t t1) {
-  const Tensor half = ent_angles.narrow(1, t0, t1 - t0) * 0.5;
-  return at::stack({half.cos(), half.sin()}, -1);
+  return cos_sin_planes({ent_angles.narrow(1, t0, t1 - t0) * 0.5});
 }
 
 struct RingTables {
@@ -90,8 +107,8 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
   RingTables rings(a.n);
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, false)) {
-    const Tensor trig = gate_trig(f.angles, t0, t1).contiguous();
-    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, t0, t1).contiguous() : Tensor();
+    const Tensor trig = gate_trig(f.angles, t0, t1);
+    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, t0, t1) : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
@@ -122,8 +139,8 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
   RingTables rings(a.n);
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, true)) {
-    const Tensor trig = gate_trig(b.angles, t0, t1).contiguous();
-    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, t0, t1).contiguous() : Tensor();
+    const Tensor trig = gate_trig(b.angles, t0, t1);
+    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, t0, t1) : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
