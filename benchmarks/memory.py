@@ -1,12 +1,16 @@
-"""Peak memory of one training step against sequence length: QLAM, LSTM, Transformer.
+"""Peak memory of one training step against sequence length: QLAM, LSTM, Transformer (dense, sparse variants).
 
     python benchmarks/memory.py [--device cpu|cuda] [--quick] [--cap-gib 8] [--timeout 400]
-                                [--recompute-chunk 1024]
+                                [--recompute-chunk 1024] [--models a,b] [--lengths 1024,4096] [--tag TAG]
 
 The models are classical.py's parameter-matched one-block classifiers (1 input
 feature, batch 1 by default); T = 1k, 4k, 16k, 64k. "qlam-recompute" is the
 same QLAM model with `model.qlam.recompute_chunk` set: the block runs in chunks
-of that many tokens and recomputes each in the backward. Each point runs in a fresh
+of that many tokens and recomputes each in the backward. "transformer-sparse_rank1"
+and "transformer-topk" are the Transformer block with the sparse attention
+variants (k = 32, classical.py's ATTENTION_K): their score pass is chunked and
+what they keep for the backward is O(T k) per head (dense attention keeps what
+scaled_dot_product_attention's backend keeps; the rows show both). Each point runs in a fresh
 subprocess: model, input and optimizer are built, a 16-token training step
 warms up (lazily loaded libraries, thread pools, AdamW's state), then one
 training step (forward, cross-entropy, backward, AdamW step) at length T runs
@@ -57,7 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import machine, write_results  # noqa: E402
 
 LENGTHS = (1024, 4096, 16384, 65536)
-MODELS = ("qlam", "qlam-recompute", "lstm", "transformer")
+MODELS = ("qlam", "qlam-recompute", "lstm", "transformer", "transformer-sparse_rank1", "transformer-topk")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -84,7 +88,8 @@ def child(args) -> None:
 
     device, B, T, name = args.device, args.batch, args.child_T, args.child_model
     torch.manual_seed(0)
-    cfg = config(name.split("-")[0], args.child_d, args.n_qubits)
+    base, _, variant = name.partition("-")
+    cfg = config(base, args.child_d, args.n_qubits, attention=(variant or "dense") if base == "transformer" else "dense")
     if name == "qlam-recompute":
         cfg.qlam.recompute_chunk = args.recompute_chunk
     model = build_model(cfg, 1, N_CLASSES, T).to(device).train()
@@ -246,6 +251,8 @@ def main(argv=None) -> None:
     parser.add_argument("--allocator", default="returning", choices=["returning", "glibc-default"],
                         help="CPU: glibc malloc returning large blocks when freed (default), or glibc's default")
     parser.add_argument("--recompute-chunk", type=int, default=1024, help="qlam-recompute's chunk (tokens)")
+    parser.add_argument("--tag", default="", help="results go to memory_<device>_<tag>.* (for a subset of models/lengths)")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="comma-separated sequence lengths")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
     parser.add_argument("--child-model", help=argparse.SUPPRESS)
     parser.add_argument("--child-T", type=int, help=argparse.SUPPRESS)
@@ -256,13 +263,15 @@ def main(argv=None) -> None:
         return
     from classical import matched_models
 
-    lengths = (256, 1024) if args.quick else LENGTHS
+    lengths = (256, 1024) if args.quick else tuple(int(t) for t in args.lengths.split(","))
     models = args.models.split(",")
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"--models: unknown {unknown}; allowed: {', '.join(MODELS)}")
     widths = {name: (d, params) for name, (_, params, d) in matched_models(1, 1024, args.n_qubits).items()}
     widths["qlam-recompute"] = widths["qlam"]
+    for variant in ("sparse_rank1", "topk"):  # the attention variants have the dense Transformer's width and parameters
+        widths[f"transformer-{variant}"] = widths["transformer"]
     rows = []
     for T in lengths:
         for name in models:
@@ -308,7 +317,8 @@ def write(rows, args):
             lines.append(f"| {r['T']} | {r['model']} | {r['params']} | {r['status']} | {io:.1f} | | | | "
                          f"{r.get('error', '')} |")
     name = (f"memory_{args.device}" + ("_quick" if args.quick else "")
-            + ("_glibc_default" if args.allocator == "glibc-default" and args.device == "cpu" else ""))
+            + ("_glibc_default" if args.allocator == "glibc-default" and args.device == "cpu" else "")
+            + (f"_{args.tag}" if args.tag else ""))
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
     os.makedirs(folder, exist_ok=True)
     png = os.path.join(folder, f"{name}.png")
