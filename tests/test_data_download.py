@@ -16,7 +16,7 @@ from torchvision import datasets
 from torchvision.datasets import utils as tv_utils
 
 from qlam.data import DatasetNotFoundError, build_task, download_allowed
-from qlam.data import sources
+from qlam.data import roots, sources
 from qlam.train.cli import train_main
 from qlam.train.config import TaskConfig, config_from_dict
 from train_fixtures import IDX, tiny_config, write_cifar_batches, write_idx_dataset
@@ -55,6 +55,9 @@ class FakeDownloads:
 
 @pytest.fixture
 def fake(allow_download):
+    # "missing" must mean missing: a system copy (apt's dataset-fashion-mnist) would be found first
+    allow_download.setattr(roots, "SYSTEM_ROOTS", ())
+
     def install(**kwargs):
         downloads = FakeDownloads(**kwargs)
         allow_download.setattr(tv_utils, "download_and_extract_archive", downloads)

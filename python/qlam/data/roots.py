@@ -20,6 +20,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """A data set is in none of the places searched; the message lists them and the remedies."""
 
 
+# Debian's dataset packages (dataset-fashion-mnist: /usr/share/datasets/fashion-mnist/); always searched.
+SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
+
+
 def writable_root(data_root: Optional[str]) -> Path:
     """The folder where qlam unpacks or downloads data sets."""
     if data_root:
@@ -34,7 +38,7 @@ def candidate_roots(data_root: Optional[str]) -> List[Path]:
     roots = [writable_root(data_root)]
     if data_root is None:  # an explicit data_root means "only there" (plus the system copies)
         roots += [_CHECKOUT.parent / "shared" / "data", Path.cwd().parent / "shared" / "data"]
-    roots.append(Path("/usr/share/datasets"))
+    roots.extend(SYSTEM_ROOTS)
     seen, out = set(), []
     for root in roots:
         key = str(root.resolve()) if root.exists() else str(root)
