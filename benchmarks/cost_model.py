@@ -726,16 +726,19 @@ def fit_sync_latency(data: Optional[dict], grid=range(0, 401, 5)) -> Optional[di
             fwd = r["ns_per_state_token_fwd"] * ghz
             points.append((r["n"], "forward", fwd))
             points.append((r["n"], "backward", r["ns_per_state_token_fwdbwd"] * ghz - fwd))
+
+    def log_errors(sync_cycles):
+        LAT["sync"] = sync_cycles
+        return [math.log(chain_cycles(shared_counts(n, k)) / cycles) for n, k, cycles in points]
+
     saved, best = LAT["sync"], None
     try:
         for value in grid:
-            LAT["sync"] = value
-            err = [math.log(chain_cycles(shared_counts(n, k)) / cycles) for n, k, cycles in points]
+            err = log_errors(value)
             rms = math.sqrt(sum(e * e for e in err) / len(err))
             if best is None or rms < best["rms_log_error"]:
                 best = {"sync_cycles": value, "rms_log_error": rms}
-        LAT["sync"] = 10
-        err = [math.log(chain_cycles(shared_counts(n, k)) / cycles) for n, k, cycles in points]
+        err = log_errors(10)
         best["ratios_with_sync_10"] = {f"{n} {k}": round(math.exp(e), 2) for (n, k, _), e in zip(points, err)}
     finally:
         LAT["sync"] = saved

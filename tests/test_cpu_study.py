@@ -93,8 +93,6 @@ def test_report_says_when_a_folder_has_no_records(tmp_path, capsys):
 
 def test_study_cost_benchmark_predicts_a_run_from_its_config():
     import importlib.util
-    import sys
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("study_cost", ROOT / "benchmarks" / "study_cost.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

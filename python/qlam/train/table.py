@@ -31,6 +31,12 @@ def collect(folder) -> List[dict]:
     return out
 
 
+def accuracy_stats(rows: List[dict]) -> dict:
+    """Test accuracy in % over runs: {mean, std (0 for one run), n}."""
+    accs = [100.0 * r["test_acc"] for r in rows]
+    return {"mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0, "n": len(accs)}
+
+
 def summarise(results: List[dict]) -> Dict[str, Dict[str, dict]]:
     """label -> task -> {mean, std, n, params, train_time_s} with accuracies in %."""
     groups = defaultdict(list)
@@ -38,9 +44,7 @@ def summarise(results: List[dict]) -> Dict[str, Dict[str, dict]]:
         groups[(r.get("label") or r["model"], r["task"])].append(r)
     table: Dict[str, Dict[str, dict]] = defaultdict(dict)
     for (label, task), rows in groups.items():
-        accs = [100.0 * r["test_acc"] for r in rows]
-        table[label][task] = {"mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                              "n": len(accs), "params": rows[0]["params"],
+        table[label][task] = {**accuracy_stats(rows), "params": rows[0]["params"],
                               "train_time_s": statistics.fmean(r["train_time_s"] for r in rows),
                               "train_images": rows[0].get("train_images"), "hardware": rows[0].get("hardware")}
     return table
