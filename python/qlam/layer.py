@@ -149,7 +149,10 @@ class QLAMDirection(nn.Module):
             feats, final = scan(angles, ent, init_state, lengths, self.entangler, self.pair_features)
         query = self.query(x).reshape(B, T, H, self.n_measurements, self.n_features)
         # y[h, j] = sum_k Q[h, j, k] f[h, k]: the expectation of the query-chosen observable.
-        readings = torch.einsum("bthjk,bthk->bthj", query.to(feats.dtype), feats)
+        if use_kernel:
+            readings = ops.readout(query.to(feats.dtype), feats)
+        else:
+            readings = torch.einsum("bthjk,bthk->bthj", query.to(feats.dtype), feats)
         return self.readout(readings.reshape(B, T, H * self.n_measurements).to(x.dtype)), final
 
 

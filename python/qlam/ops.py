@@ -48,3 +48,20 @@ def scan(
             angles, ent_angles, init_state, lengths, entangler, pair_features, int(checkpoint_every)
         )
     return torch.ops.qlam.scan(angles, ent_angles, init_state, lengths, entangler, pair_features)
+
+
+def readout(query: Tensor, features: Tensor) -> Tensor:
+    """The query-weighted readings ``y[..., j] = sum_k query[..., j, k] * features[..., k]``.
+
+    The same numbers as ``torch.einsum("...jk,...k->...j", query, features)`` as one op with its
+    own backward (on the CPU one pass over ``query`` instead of batched matmuls over tiny blocks).
+
+    Args:
+        query: real (..., J, K), J observables chosen per head, K features each.
+        features: real (..., K) with the same leading dimensions and dtype as ``query``.
+
+    Returns:
+        real (..., J). Differentiable in both inputs (no double backward).
+    """
+    _extension.require()
+    return torch.ops.qlam.readout(query, features)
