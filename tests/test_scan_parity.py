@@ -115,3 +115,19 @@ def test_token_chunks(chunk, monkeypatch):
     got = value_and_grads(lambda **kw: qlam.ops.scan(**kw, checkpoint_every=3), args)
     want = value_and_grads(reference.scan, args)
     assert_close_results(got, want, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_small_and_large_calls_agree(dtype):
+    # The CPU kernel builds the gates' cos/sin in a scalar loop for calls of at most 4096 angles
+    # (scan_cpu.cpp, kScalarTrigAngles) and with ATen's vectorised math above: one sequence alone
+    # and the same sequence inside a batch of 40 take the two paths and must agree.
+    case = Case(B=40, T=6, H=2, L=2, n=3, entangler="rzz", pair_features=True, with_lengths=False)
+    args = make_inputs(case, dtype=dtype)
+    assert args["angles"][:1].numel() <= 4096 < args["angles"].numel()
+    alone = qlam.ops.scan(**{**args, "angles": args["angles"][:1], "ent_angles": args["ent_angles"][:1],
+                             "init_state": args["init_state"][:1]})
+    batch = qlam.ops.scan(**args)
+    tol = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=2e-6, rtol=0)
+    torch.testing.assert_close(alone[0], batch[0][:1], **tol)
+    torch.testing.assert_close(alone[1], batch[1][:1], **tol)

@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <initializer_list>
 #include <vector>
@@ -44,17 +45,64 @@ Tensor cos_sin_planes(std::initializer_list<Tensor> halves) {
   return out;
 }
 
+// Calls with at most this many angles in all build their trig tables in one scalar loop: ATen's
+// vectorised sin/cos win on long sequences, but for a few tokens (QLAMCell, streaming) the dozen
+// ATen calls around them cost more than the trig (~100 us per call at one token of the default
+// layer). Decided per call, not per chunk, so every token of a call takes its values from one path.
+constexpr int64_t kScalarTrigAngles = 4096;
+
+bool scalar_trig(const Tensor& angles) { return angles.numel() <= kScalarTrigAngles; }
+
+// cos and sin of v / 2 into planes `plane` and `plane + 1` of `out` (planes of `count` values),
+// computed in double and rounded once.
+template <typename T>
+void put_cos_sin(T* out, int plane, int64_t count, int64_t r, double v) {
+  out[plane * count + r] = T(std::cos(0.5 * v));
+  out[(plane + 1) * count + r] = T(std::sin(0.5 * v));
+}
+
 // cos/sin of theta/2, (phi + omega)/2, (phi - omega)/2 of every gate of tokens [t0, t1):
 // six planes (6, B, t1 - t0, H, L, n) in that order.
 Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1) {
   const Tensor a = angles.narrow(1, t0, t1 - t0);
+  if (scalar_trig(angles)) {
+    const Tensor rows = a.contiguous();
+    std::vector<int64_t> shape{6};
+    shape.insert(shape.end(), a.sizes().begin(), a.sizes().end() - 1);
+    Tensor out = at::empty(shape, a.options());
+    AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "qlam_gate_trig", [&] {
+      const scalar_t* x = rows.const_data_ptr<scalar_t>();
+      scalar_t* o = out.mutable_data_ptr<scalar_t>();
+      const int64_t gates = rows.numel() / 3;
+      for (int64_t r = 0; r < gates; ++r) {
+        const double phi = x[3 * r], theta = x[3 * r + 1], omega = x[3 * r + 2];
+        put_cos_sin(o, 0, gates, r, theta);
+        put_cos_sin(o, 2, gates, r, phi + omega);
+        put_cos_sin(o, 4, gates, r, phi - omega);
+      }
+    });
+    return out;
+  }
   const Tensor phi = a.select(-1, 0), theta = a.select(-1, 1), omega = a.select(-1, 2);
   return cos_sin_planes({theta * 0.5, (phi + omega) * 0.5, (phi - omega) * 0.5});
 }
 
 // rzz: cos and sin of g_p / 2 for tokens [t0, t1): two planes (2, B, t1 - t0, H, L, P).
-Tensor entangler_trig(const Tensor& ent_angles, int64_t t0, int64_t t1) {
-  return cos_sin_planes({ent_angles.narrow(1, t0, t1 - t0) * 0.5});
+Tensor entangler_trig(const Tensor& ent_angles, const Tensor& angles, int64_t t0, int64_t t1) {
+  const Tensor g = ent_angles.narrow(1, t0, t1 - t0);
+  if (scalar_trig(angles)) {
+    const Tensor rows = g.contiguous();
+    std::vector<int64_t> shape{2};
+    shape.insert(shape.end(), g.sizes().begin(), g.sizes().end());
+    Tensor out = at::empty(shape, g.options());
+    AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "qlam_entangler_trig", [&] {
+      const scalar_t* x = rows.const_data_ptr<scalar_t>();
+      scalar_t* o = out.mutable_data_ptr<scalar_t>();
+      for (int64_t r = 0; r < rows.numel(); ++r) put_cos_sin(o, 0, rows.numel(), r, double(x[r]));
+    });
+    return out;
+  }
+  return cos_sin_planes({g * 0.5});
 }
 
 struct RingTables {
@@ -108,7 +156,7 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, false)) {
     const Tensor trig = gate_trig(f.angles, t0, t1);
-    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, t0, t1) : Tensor();
+    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, f.angles, t0, t1) : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
@@ -140,7 +188,7 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, true)) {
     const Tensor trig = gate_trig(b.angles, t0, t1);
-    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, t0, t1) : Tensor();
+    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, b.angles, t0, t1) : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
