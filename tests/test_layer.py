@@ -162,3 +162,37 @@ def test_swap_into_an_lstm_model_and_train():
         tokens, labels = _toy_batch(torch.Generator().manual_seed(1), n=512)
         accuracy = (model(tokens).argmax(1) == labels).float().mean().item()
     assert accuracy > 0.8, accuracy
+
+
+@pytest.mark.parametrize("entangler", ["rzz", "cnot"])
+def test_fixed_step_folded_into_the_angle_weights_matches_per_token_scaling(entangler):
+    # step_size="fixed" scales the angle projection's rows once (layer.py, _step_folds_into_angles)
+    # unless something observes that projection; a forward hook on it forces the per-token path.
+    torch.manual_seed(0)
+    layer = qlam.QLAM(5, 6, n_qubits=3, n_heads=2, depth=2, entangler=entangler, batch_first=True,
+                      dtype=torch.float64)
+    direction = layer.cells[0]
+    assert direction.step_bias is not None and direction._step_folds_into_angles()
+    x = torch.randn(3, 7, 5, dtype=torch.float64)
+    folded_angles = direction.circuit_angles(x)
+    folded_out, folded_state = layer(x)
+    folded_grads = torch.autograd.grad(folded_out.sum(), list(layer.parameters()))
+    seen = []
+    handle = direction.angles.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    try:
+        assert not direction._step_folds_into_angles()
+        token_angles = direction.circuit_angles(x)
+        token_out, token_state = layer(x)
+        token_grads = torch.autograd.grad(token_out.sum(), list(layer.parameters()))
+    finally:
+        handle.remove()
+    assert seen, "the hook must see the projection's output on the per-token path"
+    for a, b in zip(folded_angles, token_angles):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(a, b, atol=1e-13, rtol=1e-12)
+    torch.testing.assert_close(folded_out, token_out, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(folded_state, token_state, atol=1e-12, rtol=1e-12)
+    for a, b in zip(folded_grads, token_grads):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-10)

@@ -83,31 +83,60 @@ class QLAMDirection(nn.Module):
         else:
             self.step = self.step_bias = None
 
+    def _fixed_step(self) -> Tensor:
+        """delta[h] = softplus(c_h) of step_size "fixed", (H,), in float32 at least."""
+        c = self.step_bias
+        return nn.functional.softplus(c if c.dtype in (torch.float32, torch.float64) else c.float())
+
     def step_sizes(self, x: Tensor) -> Optional[Tensor]:
         """delta_t per head (B, T, H) with step_size "selective" or "fixed", else None."""
         if self.step_bias is not None:
-            return nn.functional.softplus(self.step_bias.float() if self.step_bias.dtype not in (
-                torch.float32, torch.float64) else self.step_bias).expand(*x.shape[:-1], self.n_heads)
+            return self._fixed_step().expand(*x.shape[:-1], self.n_heads)
         if self.step is None:
             return None
         d = self.step(x)
         return nn.functional.softplus(d if d.dtype in (torch.float32, torch.float64) else d.float())
 
+    def _step_folds_into_angles(self) -> bool:
+        """With a fixed step, delta[h] scales head h's rows of the angle projection the same way at
+        every token, so it can scale the (small) weight instead of every token's angles: the same
+        numbers up to rounding, three fewer passes over the angles in the training step. Only when
+        nothing observes the projection's own output (hooks, e.g. qlam.diagnostics) or replaces it."""
+        a = self.angles
+        return (self.step_bias is not None and self.angle_map == "linear" and type(a) is nn.Linear
+                and not (a._forward_hooks or a._forward_pre_hooks or a._forward_hooks_with_kwargs)
+                and not (nn.modules.module._global_forward_hooks
+                         or nn.modules.module._global_forward_pre_hooks))
+
     def circuit_angles(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
         """The circuit of every token: angles (B, T, H, L, n, 3) and rzz angles (B, T, H, L, P) or None."""
         B, T, _ = x.shape
         H, L, n = self.n_heads, self.depth, self.n_qubits
-        raw = self.angles(x)
+        P = reference.num_pairs(n)
+        n_rot = H * L * n * 3
+        folded = self._step_folds_into_angles()
+        if folded:
+            delta = self._fixed_step()
+            row_scale = torch.cat([delta.repeat_interleave(L * n * 3),
+                                   delta.repeat_interleave(L * P) if self.entangler == "rzz" else delta[:0]])
+            w, b = self.angles.weight, self.angles.bias
+            raw = nn.functional.linear(x, w * row_scale.to(w.dtype)[:, None],
+                                       None if b is None else b * row_scale.to(b.dtype))
+        else:
+            raw = self.angles(x)
         # The scan runs in float32 at least, also under autocast (half angles lose the phase).
         if raw.dtype not in (torch.float32, torch.float64):
             raw = raw.float()
         if self.angle_map == "tanh":
             raw = math.pi * torch.tanh(raw)
-        n_rot = H * L * n * 3
-        angles = raw[..., :n_rot].reshape(B, T, H, L, n, 3)
+        # One split (its backward is one cat) rather than two slices (each backward a zero-filled copy).
         # Explicit sizes, not -1: B * T may be 0 (an empty batch or sequence).
-        ent = raw[..., n_rot:].reshape(B, T, H, L, reference.num_pairs(n)) if self.entangler == "rzz" else None
-        delta = self.step_sizes(x)
+        if self.entangler == "rzz":
+            rot, ent = raw.split([n_rot, H * L * P], dim=-1)
+            angles, ent = rot.reshape(B, T, H, L, n, 3), ent.reshape(B, T, H, L, P)
+        else:
+            angles, ent = raw.reshape(B, T, H, L, n, 3), None
+        delta = None if folded else self.step_sizes(x)
         if delta is not None:
             delta = delta.to(raw.dtype)
             angles = angles * delta[..., None, None, None]
