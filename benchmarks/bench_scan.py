@@ -26,6 +26,8 @@ SHAPES = {
     "sMNIST B=128": dict(B=128, T=784, H=4, L=2, n=8),
     "sMNIST B=1": dict(B=1, T=784, H=4, L=2, n=8),
     "small B=32 T=128 n=6": dict(B=32, T=128, H=4, L=2, n=6),
+    # One state (issue 13's streaming case): 15 of the 16 float32 SIMD lanes have no state to run.
+    "one state B=1 H=1 T=256 n=8": dict(B=1, T=256, H=1, L=2, n=8),
 }
 
 

@@ -131,3 +131,18 @@ def test_small_and_large_calls_agree(dtype):
     tol = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=2e-6, rtol=0)
     torch.testing.assert_close(alone[0], batch[0][:1], **tol)
     torch.testing.assert_close(alone[1], batch[1][:1], **tol)
+
+
+@pytest.mark.parametrize("lanes", ["narrow", "wide"])
+@pytest.mark.parametrize("entangler", ["rzz", "cnot", "cz", "none"])
+def test_narrow_and_wide_lane_groups(lanes, entangler, monkeypatch):
+    # The CPU kernel runs calls of few states in narrow SIMD groups (lanes.h, kNarrowLanes: 8 float32 or
+    # 4 float64 lanes) and others in 16 / 8 lanes; force each width on states that fill neither evenly,
+    # with sequences ending at 0, inside and at the end, checkpoints, and gradients.
+    monkeypatch.setenv("QLAM_CPU_LANES", lanes)
+    case = Case(B=5, T=9, H=3, L=2, n=4, entangler=entangler, pair_features=True)
+    args = make_inputs(case, requires_grad=True)
+    args["lengths"][:3] = torch.tensor([0, 9, 4])
+    got = value_and_grads(lambda **kw: qlam.ops.scan(**kw, checkpoint_every=4), args)
+    want = value_and_grads(reference.scan, args)
+    assert_close_results(got, want, atol=1e-10, rtol=1e-10)

@@ -14,20 +14,21 @@
 
 namespace qlam {
 
-QLAM_LANE_ENTRY void lane_forward_group(const LaneTask<float>& task, int64_t group, LaneScratch<float>& scratch) {
-  LaneGroup<float>(task, group, scratch).forward();
-}
-QLAM_LANE_ENTRY void lane_forward_group(const LaneTask<double>& task, int64_t group,
-                                        LaneScratch<double>& scratch) {
-  LaneGroup<double>(task, group, scratch).forward();
-}
-QLAM_LANE_ENTRY void lane_backward_group(const LaneTask<float>& task, int64_t group,
-                                         LaneScratch<float>& scratch) {
-  LaneGroup<float>(task, group, scratch).backward();
-}
-QLAM_LANE_ENTRY void lane_backward_group(const LaneTask<double>& task, int64_t group,
-                                         LaneScratch<double>& scratch) {
-  LaneGroup<double>(task, group, scratch).backward();
-}
+#define QLAM_LANE_ENTRIES(T, Width)                                                                     \
+  QLAM_LANE_ENTRY void lane_forward_group(const LaneTask<T>& task, int64_t group,                        \
+                                          LaneScratch<T, Width>& scratch) {                              \
+    LaneGroup<T, Width>(task, group, scratch).forward();                                                 \
+  }                                                                                                      \
+  QLAM_LANE_ENTRY void lane_backward_group(const LaneTask<T>& task, int64_t group,                       \
+                                           LaneScratch<T, Width>& scratch) {                             \
+    LaneGroup<T, Width>(task, group, scratch).backward();                                                \
+  }
+
+QLAM_LANE_ENTRIES(float, Lanes<float>::W)
+QLAM_LANE_ENTRIES(double, Lanes<double>::W)
+QLAM_LANE_ENTRIES(float, kNarrowLanes<float>)
+QLAM_LANE_ENTRIES(double, kNarrowLanes<double>)
+
+#undef QLAM_LANE_ENTRIES
 
 }  // namespace qlam

@@ -53,9 +53,9 @@ struct LaneTask {
 // One group's scratch: W states as structure-of-arrays vectors, in one
 // 64-byte-aligned block (allocated outside the per-ISA code, so the alignment
 // is explicit rather than left to the allocator's idea of the type).
-template <typename T>
+template <typename T, int Width = Lanes<T>::W>
 struct LaneScratch {
-  using V = typename Lanes<T>::V;
+  using V = typename Lanes<T, Width>::V;
   static constexpr int kBuffers = 6;  // psi, lam, tmp: re and im each
   std::unique_ptr<V, void (*)(void*)> block;
   int64_t N;
@@ -67,15 +67,15 @@ struct LaneScratch {
   V* buffer(int k) { return block.get() + k * N; }
 };
 
-template <typename T>
+template <typename T, int Width = Lanes<T>::W>
 class LaneGroup {
  public:
-  using V = typename Lanes<T>::V;
-  using Mask = typename Lanes<T>::Mask;
-  using Wide = typename Lanes<T>::Wide;
-  static constexpr int W = Lanes<T>::W;
+  using V = typename Lanes<T, Width>::V;
+  using Mask = typename Lanes<T, Width>::Mask;
+  using Wide = typename Lanes<T, Width>::Wide;
+  static constexpr int W = Width;
 
-  LaneGroup(const LaneTask<T>& task, int64_t group, LaneScratch<T>& scratch)
+  LaneGroup(const LaneTask<T>& task, int64_t group, LaneScratch<T, Width>& scratch)
       : k_(task), a_(task.a), N_(task.a.N), n_(task.a.n) {
     psi_re_ = scratch.buffer(0); psi_im_ = scratch.buffer(1);
     lam_re_ = scratch.buffer(2); lam_im_ = scratch.buffer(3);
@@ -522,10 +522,19 @@ class LaneGroup {
   int64_t max_len_ = 0, trig_token_stride_ = 0, ent_token_stride_ = 0, trig_plane_ = 0, ent_plane_ = 0;
 };
 
-// Entry points, compiled once per instruction set (lane_kernels.cpp).
+// Entry points, compiled once per instruction set (lane_kernels.cpp), for the
+// full-width groups and the narrow ones.
 void lane_forward_group(const LaneTask<float>& task, int64_t group, LaneScratch<float>& scratch);
 void lane_forward_group(const LaneTask<double>& task, int64_t group, LaneScratch<double>& scratch);
 void lane_backward_group(const LaneTask<float>& task, int64_t group, LaneScratch<float>& scratch);
 void lane_backward_group(const LaneTask<double>& task, int64_t group, LaneScratch<double>& scratch);
+void lane_forward_group(const LaneTask<float>& task, int64_t group,
+                        LaneScratch<float, kNarrowLanes<float>>& scratch);
+void lane_forward_group(const LaneTask<double>& task, int64_t group,
+                        LaneScratch<double, kNarrowLanes<double>>& scratch);
+void lane_backward_group(const LaneTask<float>& task, int64_t group,
+                         LaneScratch<float, kNarrowLanes<float>>& scratch);
+void lane_backward_group(const LaneTask<double>& task, int64_t group,
+                         LaneScratch<double, kNarrowLanes<double>>& scratch);
 
 }  // namespace qlam

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "lane_program.h"
@@ -22,6 +23,7 @@ namespace {
 // QLAM_CPU_CHUNK_TOKENS overrides the chunk length (the tests use it to cross
 // chunk edges at small sizes).
 constexpr int64_t kTrigBudget = int64_t(1) << 22;
+
 
 int64_t chunk_tokens_override() {
   const char* env = std::getenv("QLAM_CPU_CHUNK_TOKENS");
@@ -130,6 +132,17 @@ struct RingTables {
 };
 
 // The chunks of the sequence, in the order they are processed.
+// Calls whose states fit one narrow group run in it (lanes.h, kNarrowLanes): with one state a full
+// 16-lane float32 group would carry 15 empty lanes through every instruction and per-lane loop.
+// QLAM_CPU_LANES=narrow or =wide forces one width (the tests run both on the same inputs).
+template <typename T>
+bool use_narrow_lanes(const ScanArgs<T>& a) {
+  const char* env = std::getenv("QLAM_CPU_LANES");
+  if (env && std::string(env) == "narrow") return true;
+  if (env && std::string(env) == "wide") return false;
+  return a.num_states() <= kNarrowLanes<T>;
+}
+
 template <typename T>
 std::vector<std::pair<int64_t, int64_t>> token_chunks(const ScanArgs<T>& a, bool reverse) {
   const int64_t per_token = std::max<int64_t>(1, a.B * a.H * a.L * a.n * kTrigPerGate);
@@ -141,7 +154,7 @@ std::vector<std::pair<int64_t, int64_t>> token_chunks(const ScanArgs<T>& a, bool
   return chunks;
 }
 
-template <typename T>
+template <typename T, int Width>
 void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
   // The running states live in final_state from the start.
   if (f.init_state.defined()) {
@@ -150,7 +163,7 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
     f.final_state.zero_();
     f.final_state.select(-1, 0).fill_(1);
   }
-  const int64_t groups = (a.num_states() + Lanes<T>::W - 1) / Lanes<T>::W;
+  const int64_t groups = (a.num_states() + Width - 1) / Width;
   Tensor norm0 = at::zeros({a.num_states()}, f.angles.options().dtype(at::kDouble));
   RingTables rings(a.n);
   bool first = true;
@@ -166,14 +179,14 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
     task.norm0 = norm0.data_ptr<double>();
     rings.attach(task);
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-      LaneScratch<T> scratch(a.N);
+      LaneScratch<T, Width> scratch(a.N);
       for (int64_t g = begin; g < end; ++g) lane_forward_group(task, g, scratch);
     });
     first = false;
   }
 }
 
-template <typename T>
+template <typename T, int Width>
 void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
   // The running adjoint lives in grad_init_state, the running state in a copy of the final state.
   if (b.grad_final_state.defined()) {
@@ -182,7 +195,7 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
     b.grad_init_state.zero_();
   }
   Tensor psi_run = b.final_state.clone(at::MemoryFormat::Contiguous);
-  const int64_t groups = (a.num_states() + Lanes<T>::W - 1) / Lanes<T>::W;
+  const int64_t groups = (a.num_states() + Width - 1) / Width;
   Tensor norm0 = at::zeros({a.num_states()}, b.angles.options().dtype(at::kDouble));
   RingTables rings(a.n);
   bool first = true;
@@ -199,7 +212,7 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
     task.psi_run = reinterpret_cast<Cplx<T>*>(psi_run.data_ptr());
     rings.attach(task);
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-      LaneScratch<T> scratch(a.N);
+      LaneScratch<T, Width> scratch(a.N);
       for (int64_t g = begin; g < end; ++g) lane_backward_group(task, g, scratch);
     });
     first = false;
@@ -215,7 +228,12 @@ std::tuple<Tensor, Tensor, Tensor> scan_forward_cpu(const Tensor& angles, const 
                                      checkpoint_every);
   AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_scan_forward_cpu", [&] {
     const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
-    if (a.num_states() > 0) lane_forward(f, a);
+    if (a.num_states() == 0) return;
+    if (use_narrow_lanes(a)) {
+      lane_forward<scalar_t, kNarrowLanes<scalar_t>>(f, a);
+    } else {
+      lane_forward<scalar_t, Lanes<scalar_t>::W>(f, a);
+    }
   });
   return {f.features, f.final_state, f.checkpoints};
 }
@@ -231,7 +249,12 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward_cpu(const OptTensor& grad_featu
                                        checkpoints, lengths, entangler, pair_features, checkpoint_every);
   AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_scan_backward_cpu", [&] {
     const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
-    if (a.num_states() > 0) lane_backward(b, a);
+    if (a.num_states() == 0) return;
+    if (use_narrow_lanes(a)) {
+      lane_backward<scalar_t, kNarrowLanes<scalar_t>>(b, a);
+    } else {
+      lane_backward<scalar_t, Lanes<scalar_t>::W>(b, a);
+    }
   });
   return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
 }
