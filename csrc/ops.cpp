@@ -249,6 +249,14 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward_meta(const OptTensor& grad_feat
           at::empty_symint({s.B, s.H, s.N}, final_state.options())};
 }
 
+std::tuple<Tensor, Tensor, Tensor> register_emulation_forward_meta(const Tensor& angles, const OptTensor& ent_angles,
+                                                                   const OptTensor& init_state,
+                                                                   const OptTensor& lengths,
+                                                                   c10::string_view entangler, bool pair_features,
+                                                                   int64_t checkpoint_every, int64_t) {
+  return scan_forward_meta(angles, ent_angles, init_state, lengths, entangler, pair_features, checkpoint_every);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(qlam, m) {
@@ -279,6 +287,13 @@ TORCH_LIBRARY(qlam, m) {
       "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
       "bool pair_features, int checkpoint_every) -> (Tensor grad_angles, Tensor grad_ent_angles, "
       "Tensor grad_init_state)");
+  // Test hook: issue 15's register program (register_program.h: amplitudes in lane registers,
+  // lanes_per_state lanes per state) run on the CPU by an exact emulation of its warp primitives.
+  // Forward only.
+  m.def(
+      "_register_emulation_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
+      "str entangler, bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor features, "
+      "Tensor final_state, Tensor checkpoints)");
   // Test hooks: the same program under an executor that finds missing syncs
   // (cpu/race_check_executor.h); skip_sync_line plants one (-1: none).
   m.def(
@@ -302,6 +317,7 @@ TORCH_LIBRARY_IMPL(qlam, Meta, m) {
   m.impl("scan_backward", &scan_backward_meta);
   m.impl("_warp_emulation_forward", &scan_forward_meta);
   m.impl("_warp_emulation_backward", &scan_backward_meta);
+  m.impl("_register_emulation_forward", &register_emulation_forward_meta);
 }
 
 }  // namespace qlam
