@@ -63,48 +63,82 @@ void put_cos_sin(T* out, int plane, int64_t count, int64_t r, double v) {
   out[(plane + 1) * count + r] = T(std::sin(0.5 * v));
 }
 
+// The kernels read the trig tables lane-major (lane_program.h, LaneTask::trig): value v of token
+// t of state s = b * H + h sits at [((g * tc + t - t0) * per_token + v) * W + w] with g = s / W,
+// w = s % W; lanes past the last state hold the identity's values (cos 1, sin 0).
+
+// x (B, T, H, ...) for tokens [t0, t1) as (groups, (t1 - t0) * per_token, W), zero-padded states.
+Tensor lane_major(const Tensor& x, int64_t t0, int64_t t1, int64_t W) {
+  const int64_t B = x.size(0), tc = t1 - t0, H = x.size(2), S = B * H, groups = (S + W - 1) / W;
+  const int64_t per_token = tc > 0 && S > 0 ? x.narrow(1, t0, tc).numel() / (S * tc) : 0;
+  std::vector<int64_t> order{0, 2, 1};
+  for (int64_t d = 3; d < x.dim(); ++d) order.push_back(d);
+  Tensor padded = at::zeros({groups * W, tc * per_token}, x.options());
+  padded.narrow(0, 0, S).copy_(x.narrow(1, t0, tc).permute(order).reshape({S, tc * per_token}));
+  return padded.view({groups, W, tc * per_token}).permute({0, 2, 1}).contiguous();
+}
+
 // cos/sin of theta/2, (phi + omega)/2, (phi - omega)/2 of every gate of tokens [t0, t1):
-// six planes (6, B, t1 - t0, H, L, n) in that order.
-Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1) {
-  const Tensor a = angles.narrow(1, t0, t1 - t0);
+// six lane-major planes (6, groups, t1 - t0, L, n, W) in that order.
+Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1, int64_t W) {
+  const int64_t B = angles.size(0), tc = t1 - t0, H = angles.size(2), S = B * H, groups = (S + W - 1) / W;
+  const int64_t gates = angles.size(3) * angles.size(4);  // per token and state
   if (scalar_trig(angles)) {
-    const Tensor rows = a.contiguous();
-    std::vector<int64_t> shape{6};
-    shape.insert(shape.end(), a.sizes().begin(), a.sizes().end() - 1);
-    Tensor out = at::empty(shape, a.options());
-    AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "qlam_gate_trig", [&] {
+    const Tensor rows = angles.narrow(1, t0, tc).contiguous();  // (B, tc, H, L, n, 3)
+    Tensor out = at::empty({6, groups, tc * gates, W}, angles.options());
+    const int64_t count = groups * tc * gates * W;
+    AT_DISPATCH_FLOATING_TYPES(angles.scalar_type(), "qlam_gate_trig", [&] {
       const scalar_t* x = rows.const_data_ptr<scalar_t>();
       scalar_t* o = out.mutable_data_ptr<scalar_t>();
-      const int64_t gates = rows.numel() / 3;
-      for (int64_t r = 0; r < gates; ++r) {
-        const double phi = x[3 * r], theta = x[3 * r + 1], omega = x[3 * r + 2];
-        put_cos_sin(o, 0, gates, r, theta);
-        put_cos_sin(o, 2, gates, r, phi + omega);
-        put_cos_sin(o, 4, gates, r, phi - omega);
-      }
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t s = g * W + w, b = s / H, h = s % H;
+          for (int64_t tt = 0; tt < tc; ++tt)
+            for (int64_t k = 0; k < gates; ++k) {
+              const int64_t r = ((g * tc + tt) * gates + k) * W + w;
+              if (s >= S) {
+                for (int plane = 0; plane < 6; plane += 2) put_cos_sin(o, plane, count, r, 0.0);
+                continue;
+              }
+              const scalar_t* a = x + (((b * tc + tt) * H + h) * gates + k) * 3;
+              const double phi = a[0], theta = a[1], omega = a[2];
+              put_cos_sin(o, 0, count, r, theta);
+              put_cos_sin(o, 2, count, r, phi + omega);
+              put_cos_sin(o, 4, count, r, phi - omega);
+            }
+        }
     });
     return out;
   }
-  const Tensor phi = a.select(-1, 0), theta = a.select(-1, 1), omega = a.select(-1, 2);
+  const Tensor lm = lane_major(angles, t0, t1, W).view({groups, tc * gates, 3, W});
+  const Tensor phi = lm.select(2, 0), theta = lm.select(2, 1), omega = lm.select(2, 2);
   return cos_sin_planes({theta * 0.5, (phi + omega) * 0.5, (phi - omega) * 0.5});
 }
 
-// rzz: cos and sin of g_p / 2 for tokens [t0, t1): two planes (2, B, t1 - t0, H, L, P).
-Tensor entangler_trig(const Tensor& ent_angles, const Tensor& angles, int64_t t0, int64_t t1) {
-  const Tensor g = ent_angles.narrow(1, t0, t1 - t0);
+// rzz: cos and sin of g_p / 2 for tokens [t0, t1): two lane-major planes (2, groups, t1 - t0, L, P, W).
+Tensor entangler_trig(const Tensor& ent_angles, const Tensor& angles, int64_t t0, int64_t t1, int64_t W) {
+  const int64_t B = ent_angles.size(0), tc = t1 - t0, H = ent_angles.size(2), S = B * H;
+  const int64_t groups = (S + W - 1) / W, pairs = ent_angles.size(3) * ent_angles.size(4);
   if (scalar_trig(angles)) {
-    const Tensor rows = g.contiguous();
-    std::vector<int64_t> shape{2};
-    shape.insert(shape.end(), g.sizes().begin(), g.sizes().end());
-    Tensor out = at::empty(shape, g.options());
-    AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "qlam_entangler_trig", [&] {
+    const Tensor rows = ent_angles.narrow(1, t0, tc).contiguous();  // (B, tc, H, L, P)
+    Tensor out = at::empty({2, groups, tc * pairs, W}, ent_angles.options());
+    const int64_t count = groups * tc * pairs * W;
+    AT_DISPATCH_FLOATING_TYPES(ent_angles.scalar_type(), "qlam_entangler_trig", [&] {
       const scalar_t* x = rows.const_data_ptr<scalar_t>();
       scalar_t* o = out.mutable_data_ptr<scalar_t>();
-      for (int64_t r = 0; r < rows.numel(); ++r) put_cos_sin(o, 0, rows.numel(), r, double(x[r]));
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t w = 0; w < W; ++w) {
+          const int64_t s = g * W + w, b = s / H, h = s % H;
+          for (int64_t tt = 0; tt < tc; ++tt)
+            for (int64_t k = 0; k < pairs; ++k) {
+              const int64_t r = ((g * tc + tt) * pairs + k) * W + w;
+              put_cos_sin(o, 0, count, r, s < S ? double(x[((b * tc + tt) * H + h) * pairs + k]) : 0.0);
+            }
+        }
     });
     return out;
   }
-  return cos_sin_planes({g * 0.5});
+  return cos_sin_planes({lane_major(ent_angles, t0, t1, W) * 0.5});
 }
 
 struct RingTables {
@@ -168,8 +202,8 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
   RingTables rings(a.n);
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, false)) {
-    const Tensor trig = gate_trig(f.angles, t0, t1);
-    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, f.angles, t0, t1) : Tensor();
+    const Tensor trig = gate_trig(f.angles, t0, t1, Width);
+    const Tensor ent_trig = f.ent_angles.defined() ? entangler_trig(f.ent_angles, f.angles, t0, t1, Width) : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
@@ -200,8 +234,8 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
   RingTables rings(a.n);
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, true)) {
-    const Tensor trig = gate_trig(b.angles, t0, t1);
-    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, b.angles, t0, t1) : Tensor();
+    const Tensor trig = gate_trig(b.angles, t0, t1, Width);
+    const Tensor ent_trig = b.ent_angles.defined() ? entangler_trig(b.ent_angles, b.angles, t0, t1, Width) : Tensor();
     LaneTask<T> task;
     task.a = a;
     task.trig = trig.const_data_ptr<T>();
