@@ -117,8 +117,10 @@ class QLAMDirection(nn.Module):
         folded = self._step_folds_into_angles()
         if folded:
             delta = self._fixed_step()
-            row_scale = torch.cat([delta.repeat_interleave(L * n * 3),
-                                   delta.repeat_interleave(L * P) if self.entangler == "rzz" else delta[:0]])
+            # The projection's rows are (H, L, n, 3) rotation angles, then (H, L, P) rzz angles.
+            row_scale = delta[:, None].expand(H, L * n * 3).reshape(-1)
+            if self.entangler == "rzz":
+                row_scale = torch.cat([row_scale, delta[:, None].expand(H, L * P).reshape(-1)])
             w, b = self.angles.weight, self.angles.bias
             raw = nn.functional.linear(x, w * row_scale.to(w.dtype)[:, None],
                                        None if b is None else b * row_scale.to(b.dtype))
