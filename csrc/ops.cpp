@@ -257,6 +257,14 @@ std::tuple<Tensor, Tensor, Tensor> register_emulation_forward_meta(const Tensor&
   return scan_forward_meta(angles, ent_angles, init_state, lengths, entangler, pair_features, checkpoint_every);
 }
 
+std::tuple<Tensor, Tensor, Tensor> register_emulation_backward_meta(
+    const OptTensor& grad_features, const OptTensor& grad_final_state, const Tensor& angles,
+    const OptTensor& ent_angles, const Tensor& final_state, const Tensor& checkpoints, const OptTensor& lengths,
+    c10::string_view entangler, bool pair_features, int64_t checkpoint_every, int64_t) {
+  return scan_backward_meta(grad_features, grad_final_state, angles, ent_angles, final_state, checkpoints, lengths,
+                            entangler, pair_features, checkpoint_every);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(qlam, m) {
@@ -287,11 +295,20 @@ TORCH_LIBRARY(qlam, m) {
       "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
       "bool pair_features, int checkpoint_every) -> (Tensor grad_angles, Tensor grad_ent_angles, "
       "Tensor grad_init_state)");
-  // Test hook: issue 15's register program (register_program.h: amplitudes in lane registers,
+  // Test hooks: issue 15's register program (register_program.h: amplitudes in lane registers,
   // lanes_per_state lanes per state) run on the CPU by an exact emulation of its warp primitives.
-  // Forward only.
   m.def(
       "_register_emulation_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
+      "str entangler, bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor features, "
+      "Tensor final_state, Tensor checkpoints)");
+  m.def(
+      "_register_emulation_backward(Tensor? grad_features, Tensor? grad_final_state, Tensor angles, "
+      "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
+      "bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor grad_angles, "
+      "Tensor grad_ent_angles, Tensor grad_init_state)");
+  // The same program launched on a GPU (cuda/register_cuda.cu); lanes_per_state 0 lets the host choose.
+  m.def(
+      "_register_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
       "str entangler, bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor features, "
       "Tensor final_state, Tensor checkpoints)");
   // Test hooks: the same program under an executor that finds missing syncs
@@ -318,6 +335,8 @@ TORCH_LIBRARY_IMPL(qlam, Meta, m) {
   m.impl("_warp_emulation_forward", &scan_forward_meta);
   m.impl("_warp_emulation_backward", &scan_backward_meta);
   m.impl("_register_emulation_forward", &register_emulation_forward_meta);
+  m.impl("_register_emulation_backward", &register_emulation_backward_meta);
+  m.impl("_register_forward", &register_emulation_forward_meta);
 }
 
 }  // namespace qlam

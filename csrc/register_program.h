@@ -1,5 +1,7 @@
-// The forward scan of one (b, h) state with its amplitudes in registers (issue 15),
-// written once for SIMT lanes. Forward only: features, final state, checkpoints.
+// The scan of one (b, h) state with its amplitudes in registers (issue 15),
+// written once for SIMT lanes: the forward (features, final state, checkpoints)
+// and the backward by uncomputation (angle, rzz-angle and initial-state
+// gradients; docs/design.md §3), both computing what state_program.h computes.
 //
 // Layout. A state of n qubits is spread over a group of G lanes (G a power of
 // two, 1..32, G <= 2**n: the host uses fewer lanes for smaller states). Each lane
@@ -68,6 +70,55 @@
 // pair of global qubits' features four (psi, pa, pb, pab); nvcc 13, sm_90,
 // float32, ptxas: R = 8 / 16 / 32 use 116 / 235 / 255 registers (R = 32 spills),
 // 94 / 129 / 227 without pair features; so at n = 8 a state wants G >= 16.
+//
+// Backward (scan_backward_state). psi (the saved final state) and the adjoint lam
+// (grad_final_state) sit in the same layout under one labelling, which starts as
+// the identity (the backward loads and stores states by logical index, so it need
+// not replay the forward's); it walks the tokens last to first:
+//   checkpoint: psi <- the saved state of the current labelling's amplitudes.
+//   feature sources, lam += 2 sum_k g_k P_k psi, grouped by where psi comes
+//     from: the lane's registers (local qubits and pairs, diagonal entries of
+//     global ones), the partner along each global qubit b (qubit b's and both
+//     pairs' terms that flip bit b: R c each) and, with pair features, the
+//     partner along both bits of each global pair (R c each): g R (+ (g - 1) R) c.
+//     One partner array is live at a time.
+//   per layer, last first: the entangler undone on psi and lam (cnot ring: its
+//     steps in reverse, each its own inverse: the (K-1, K) exchange now R c, the
+//     relabellings id ^= bit(id, bc) << bt, xmask(bc) ^= xmask(bt) undone by
+//     themselves in reverse order; rzz: each lane's partial sums of
+//     z z' Im(conj(lam) psi) first); then the rotations, global b = g-1..0 then
+//     local: psi <- m^dagger psi, lam <- m^dagger lam; a global one fetches the
+//     partner's psi and lam (2R c) and each lane applies its row. Each lane adds
+//     its partial S[2a+b] = sum conj(lam_a) psi_b (for a global qubit, the lane
+//     of bit beta holds S[beta][beta] and S[1-beta][beta]) turned into partial
+//     angle gradients (linear in S: gates.h rot_grad_parts from the six trig
+//     values the owner lane stores beside the matrix) into a lane-private array
+//     of Stride slots per qubit (Stride 3, or 4 with rzz: the pair's sum).
+//   gradient reduction, deferred to the end of each layer: one reduce-scatter
+//     (recursive halving over log2 G levels, constant indices) of the whole
+//     array, Stride min(K + 5, 12) values, then lane p writes the values
+//     p, p + G, ...: about that many real shuffles per layer in log2 G rounds,
+//     where a butterfly per gate takes 3 n log2 G shuffles in n log2 G rounds.
+//   float32: the state scaled back to the final state's norm after each token
+//     (g double shuffles), as state_program.h's backward does.
+// Per token and lane, L layers, cnot ring (g >= 1): exchanges L R (ring, K >= 1)
+// + 2 L g R (rotations) + g R (+ (g - 1) R with pair features, sources) c, plus
+// the reductions and the norm. At n = 8, L = 2, float32, SHFL instructions per
+// lane and token (pair features off / on; counted by the CPU emulation):
+//   G =  1 (R = 256):    0 /    0
+//   G =  2 (R = 128): 1830 / 1830
+//   G =  4 (R =  64): 1592 / 1720
+//   G =  8 (R =  32): 1148 / 1276
+//   G = 16 (R =  16):  766 /  862
+//   G = 32 (R =   8):  490 /  554
+// Of G = 32's 490: rotations 320, ring 32, feature sources 80, gradient
+// reductions 48 (240 with a butterfly per gate), norm 10. The rotations double
+// the forward's (psi and lam both cross); a qubit remap would halve them here too.
+// Registers: a global rotation keeps psi, lam and both partner arrays live (4R
+// complex) beside the gradient array; nvcc 13, sm_90, float32, ptxas without a
+// register cap: R = 8 / 16 / 32 use 128 / 255 / 255 registers, no spills at 8 and
+// 16 (R = 32 spills 4.6 KB), 183 / 255 / 255 without pair features (with a cap of
+// 128, R = 8 without pair features spills 40 bytes).
 //
 // Gate matrices: lane q % G builds gate q's matrix (and the rzz cos, sin) into
 // the group's shared scratch, one sync, every lane reads them (the cost model's
@@ -219,14 +270,32 @@ QLAM_HD T norm2(Cplx<T> v) {
 
 // Layer l of token t: lane q % G builds gate q's matrix, lane p % G the rzz
 // pair p's cos, sin; then one sync (see the opening comment for why one is enough).
+// The backward also passes `trig`: gate q's six trig values (cos, sin of theta/2,
+// of a = (phi+omega)/2 and of d = (phi-omega)/2, as gates.h rot_matrix takes them)
+// go to trig[6q..6q+5], for every lane's partial gradients (gates.h rot_grad_parts).
 template <typename T, class Exec>
 QLAM_HD void load_layer(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l, Cplx<T>* mats,
-                        T* gzz) {
+                        T* gzz, T* trig = nullptr) {
   using Lane = typename Exec::Lane;
   ex.run([&](Lane lane) {
     for (int q = lane.index(); q < a.n; q += ex.lanes()) {
       const T* ang = a.angles + a.angle_offset(s, t, l) + 3 * q;
-      rot_matrix(ang[0], ang[1], ang[2], mats + 4 * q);
+      if (trig) {
+        const T phi = ang[0], theta = ang[1], omega = ang[2];
+        const T ha = (phi + omega) / 2, hd = (phi - omega) / 2;
+        T* tr = trig + 6 * q;
+        tr[0] = qcos(theta / 2);
+        tr[1] = qsin(theta / 2);
+        tr[2] = qcos(ha);
+        tr[3] = qsin(ha);
+        tr[4] = qcos(hd);
+        tr[5] = qsin(hd);
+        T parts[8];
+        rot_matrix_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], parts);
+        for (int k = 0; k < 4; ++k) mats[4 * q + k] = {parts[2 * k], parts[2 * k + 1]};
+      } else {
+        rot_matrix(ang[0], ang[1], ang[2], mats + 4 * q);
+      }
     }
     if (a.entangler == Entangler::RZZ)
       for (int p = lane.index(); p < a.P; p += ex.lanes()) {
@@ -578,6 +647,553 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
   for (int64_t done = len + 1; a.checkpoints && done <= a.T_len; ++done)
     if (a.is_checkpoint(done)) store_state(ex, st, a.checkpoints + a.checkpoint_offset(s, done));
   store_state(ex, st, a.final_state + s * N);
+}
+
+// ---------------------------------------------------------------- backward
+
+// G <= 32 lanes: at most five global qubits.
+constexpr int kMaxGlobalQubits = 5;
+
+// The backward's lane-private state: the forward's (psi, partner arrays, id, masks)
+// and the adjoint lam, in the same layout and under the same labelling as psi.
+template <typename T, int R, class Exec>
+struct AdjointState : RegisterState<T, R, Exec> {
+  typename RegisterState<T, R, Exec>::Amps lam;
+};
+
+// The backward's shared scratch: the forward's, and each gate's six trig values.
+template <typename T>
+struct BackwardScratch : GroupScratch<T> {
+  T trig[2][6 * kMaxQubits];
+};
+
+template <typename T>
+QLAM_HD Cplx<T> cconj(Cplx<T> v) {
+  return {v.re, -v.im};
+}
+
+// acc += 2 c v (the feature sources' factor 2).
+template <typename T>
+QLAM_HD void add_twice(Cplx<T>& acc, Cplx<T> c, Cplx<T> v) {
+  const Cplx<T> w = cmul(c, v);
+  acc.re += 2 * w.re;
+  acc.im += 2 * w.im;
+}
+
+// Entry M[rr][rr ^ X] of a pair's 4x4 source (M[4 * row + col]) for the lane's own
+// row rr (a runtime value): a select over the rows, so M keeps constant indices.
+template <int X, typename T>
+QLAM_HD Cplx<T> pair_entry(const Cplx<T>* M, int rr) {
+  Cplx<T> e = M[X];
+  QLAM_UNROLL
+  for (int k = 1; k < 4; ++k)
+    if (rr == k) e = M[4 * k + (k ^ X)];
+  return e;
+}
+
+// Slots of a layer's per-lane gradient sums: qubit q's (phi, theta, omega) at
+// Stride * q + 0..2, with rzz (Stride 4) pair q's sum at Stride * q + 3. A group
+// of 2**n / R <= 32 lanes has n <= log2 R + 5 qubits, which bounds the slots.
+template <int R>
+struct GradSlots {
+  static constexpr int K = Log2<R>::value;
+  static constexpr int value = K + kMaxGlobalQubits < kMaxQubits ? K + kMaxGlobalQubits : kMaxQubits;
+};
+
+// Copies a state (2**n amplitudes, logical order) into the registers under the current labelling.
+template <typename T, int R, class Exec>
+QLAM_HD void load_state(Exec& ex, RegisterState<T, R, Exec>& st, const Cplx<T>* src) {
+  using Lane = typename Exec::Lane;
+  ex.run([&](Lane lane) {
+    const int64_t base = int64_t(st.id[lane][0]) * R;
+    Cplx<T>* v = st.psi[lane];
+    QLAM_UNROLL
+    for (int r = 0; r < R; ++r) v[r] = src[base + r];
+  });
+}
+
+// Reduce-scatter (recursive halving) of the lanes' partial sums acc[0..P::size):
+// afterwards lane p holds in acc[c] the group's total of value c * G + p, for
+// c < ceil(P::size / G). Level j pairs the lanes across bit j of the lane index:
+// a lane keeps the entries (2c or 2c + 1) of its parity, sends the other one and
+// adds the partner's, so the entries halve: ceil(size_j / 2) real shuffles at
+// level j, about P::size in all, where a butterfly takes P::size log2 G. Every
+// size and index is a compile-time constant: runtime guards (the live count of
+// a smaller n) were hoisted out of the token loop by nvcc, one predicate per
+// entry and level, which took R = 8 from 128 registers to 255 and spills. The
+// price: a group of G < 32 lanes reduces Stride (5 - log2 G) zero entries too.
+template <class Exec, class P>
+QLAM_HD void reduce_scatter(Exec& ex, P& acc) {
+  using Lane = typename Exec::Lane;
+  using V = typename P::value_type;
+  using Half = typename Exec::template Private<V, (P::size + 1) / 2>;
+  static_for<0, kMaxGlobalQubits>([&](auto J) {
+    constexpr int j = decltype(J)::value;
+    constexpr int size = (P::size + (1 << j) - 1) >> j;  // entries before level j
+    constexpr int keep = (size + 1) / 2;
+    if ((1 << j) >= ex.lanes()) return;
+    Half send, recv;
+    ex.run([&](Lane lane) {
+      const bool odd = (lane.index() >> j) & 1;
+      const V* v = acc[lane];
+      V* out = send[lane];
+      QLAM_UNROLL
+      for (int c = 0; c < keep; ++c) {
+        const V hi = 2 * c + 1 < size ? v[2 * c + 1] : V(0);
+        out[c] = odd ? v[2 * c] : hi;  // the entry the partner keeps
+      }
+    });
+    ex.shfl_xor(recv, send, 1 << j, [](int c) { return c < keep; });
+    ex.run([&](Lane lane) {
+      const bool odd = (lane.index() >> j) & 1;
+      V* v = acc[lane];
+      const V* in = recv[lane];
+      QLAM_UNROLL
+      for (int c = 0; c < keep; ++c) {  // in place: v[c] is written after v[2c], v[2c+1] are read
+        const V hi = 2 * c + 1 < size ? v[2 * c + 1] : V(0);
+        v[c] = (odd ? hi : v[2 * c]) + in[c];
+      }
+    });
+  });
+}
+
+// After reduce_scatter: lane p writes the layer's values p, p + G, ... below
+// count (= Stride n). A runtime loop writes acc[0] and shifts the array down by
+// one, so every register index stays a constant (an unrolled loop over the
+// entries with a guard each had its guards and addresses hoisted, as above).
+template <int Stride, typename T, class Exec, class P>
+QLAM_HD void write_layer_grads(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l, P& acc,
+                               int count) {
+  using Lane = typename Exec::Lane;
+  ex.run([&](Lane lane) {
+    T* v = acc[lane];
+    T* grad = a.grad_angles + a.angle_offset(s, t, l);
+    for (int at = lane.index(); at < count; at += ex.lanes()) {
+      const int q = at / Stride, k = at % Stride;
+      if (k < 3) {
+        grad[3 * q + k] = v[0];
+      } else if (q < a.P) {  // dL/dg_p = 1/2 sum_i z_p z_p' Im(conj(lam_i) psi_i)
+        a.grad_ent_angles[a.ent_offset(s, t, l) + q] = v[0] / 2;
+      }
+      QLAM_UNROLL
+      for (int c = 0; c + 1 < P::size; ++c) v[c] = v[c + 1];
+    }
+  });
+}
+
+// lam += 2 sum_k g[k] P_k psi, the adjoint source of one token's features,
+// grouped by where psi's amplitudes come from: (1) the lane's own registers (local
+// qubits and pairs, and the diagonal entries of the global ones); (2) the partner
+// along each global qubit b (qubit b, the pairs that contain it); (3) the partner
+// along both qubits of each global pair. One partner array is live at a time.
+template <typename T, int R, class Exec>
+QLAM_HD void add_feature_sources(Exec& ex, const ScanArgs<T>& a, const T* gf, AdjointState<T, R, Exec>& st) {
+  using Lane = typename Exec::Lane;
+  constexpr int K = Log2<R>::value;
+  const int n = a.n, g = n - K;
+  const bool pairs = a.pair_features;
+  const T* gp = gf + 3 * n;  // pair (q, q+1): gp + 9 q
+
+  ex.run([&](Lane lane) {
+    const Cplx<T>* v = st.psi[lane];
+    Cplx<T>* w = st.lam[lane];
+    const int id = st.id[lane][0];
+    static_for<0, K>([&](auto J) {  // local qubit j: register pairs
+      constexpr int j = decltype(J)::value;
+      Cplx<T> M[4];
+      qubit_feature_source(gf + 3 * j, M);
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r) {
+        if ((r >> j) & 1) continue;
+        const Cplx<T> x = v[r], y = v[r | (1 << j)];
+        add_twice(w[r], M[0], x);
+        add_twice(w[r], M[1], y);
+        add_twice(w[r | (1 << j)], M[2], x);
+        add_twice(w[r | (1 << j)], M[3], y);
+      }
+    });
+    for (int b = 0; b < g; ++b) {  // global qubit: the diagonal entry of the lane's row
+      Cplx<T> M[4];
+      qubit_feature_source(gf + 3 * (K + b), M);
+      const Cplx<T> c = ((id >> b) & 1) ? M[3] : M[0];
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r) add_twice(w[r], c, v[r]);
+    }
+    if (!pairs) return;
+    static_for<0, (K >= 1 ? K - 1 : 0)>([&](auto Q) {  // (q, q+1) both local: groups of four registers
+      constexpr int q = decltype(Q)::value;
+      Cplx<T> M[16];
+      pair_feature_source(gp + 9 * q, M);
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r) {
+        if ((r >> q) & 3) continue;
+        const Cplx<T> x[4] = {v[r], v[r | (1 << q)], v[r | (2 << q)], v[r | (3 << q)]};
+        QLAM_UNROLL
+        for (int rr = 0; rr < 4; ++rr)
+          QLAM_UNROLL
+          for (int c = 0; c < 4; ++c) add_twice(w[r | (rr << q)], M[4 * rr + c], x[c]);
+      }
+    });
+    if constexpr (K >= 1) {
+      if (g >= 1) {  // (K-1, K): the columns whose bit K is the lane's own (row rr = jb + 2 b_K)
+        constexpr int h = 1 << (K - 1);
+        Cplx<T> M[16];
+        pair_feature_source(gp + 9 * (K - 1), M);
+        const int row = 2 * (id & 1);
+        const Cplx<T> c00 = pair_entry<0>(M, row), c01 = pair_entry<1>(M, row);
+        const Cplx<T> c10 = pair_entry<1>(M, row + 1), c11 = pair_entry<0>(M, row + 1);
+        QLAM_UNROLL
+        for (int r = 0; r < R; ++r) {
+          if (r & h) continue;
+          const Cplx<T> x = v[r], y = v[r | h];
+          add_twice(w[r], c00, x);
+          add_twice(w[r], c01, y);
+          add_twice(w[r | h], c10, x);
+          add_twice(w[r | h], c11, y);
+        }
+      }
+    }
+    for (int b = 0; b + 1 < g; ++b) {  // both global: the diagonal entry
+      Cplx<T> M[16];
+      pair_feature_source(gp + 9 * (K + b), M);
+      const Cplx<T> c = pair_entry<0>(M, (id >> b) & 3);
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r) add_twice(w[r], c, v[r]);
+    }
+  });
+
+  for (int b = 0; b < g; ++b) {  // (2) the partner along global qubit b
+    ex.shfl_xor(st.pa, st.psi, st.xmask.get(b), AllRegisters{});
+    ex.run([&](Lane lane) {
+      const Cplx<T>* p = st.pa[lane];
+      Cplx<T>* w = st.lam[lane];
+      const int id = st.id[lane][0];
+      Cplx<T> M[4];
+      qubit_feature_source(gf + 3 * (K + b), M);
+      Cplx<T> c = ((id >> b) & 1) ? M[2] : M[1];  // the off-diagonal entry of the lane's row
+      if (pairs && b + 1 < g) {                   // pair (K+b, K+b+1): its low bit flipped
+        Cplx<T> M2[16];
+        pair_feature_source(gp + 9 * (K + b), M2);
+        c = cadd(c, pair_entry<1>(M2, (id >> b) & 3));
+      }
+      if (pairs && b >= 1) {  // pair (K+b-1, K+b): its high bit flipped
+        Cplx<T> M2[16];
+        pair_feature_source(gp + 9 * (K + b - 1), M2);
+        c = cadd(c, pair_entry<2>(M2, (id >> (b - 1)) & 3));
+      }
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r) add_twice(w[r], c, p[r]);
+      if constexpr (K >= 1) {
+        if (pairs && b == 0) {  // (K-1, K): the columns whose bit K is the partner's
+          constexpr int h = 1 << (K - 1);
+          Cplx<T> M2[16];
+          pair_feature_source(gp + 9 * (K - 1), M2);
+          const int row = 2 * (id & 1);
+          const Cplx<T> c02 = pair_entry<2>(M2, row), c03 = pair_entry<3>(M2, row);
+          const Cplx<T> c13 = pair_entry<3>(M2, row + 1), c12 = pair_entry<2>(M2, row + 1);
+          QLAM_UNROLL
+          for (int r = 0; r < R; ++r) {
+            if (r & h) continue;
+            const Cplx<T> x = p[r], y = p[r | h];
+            add_twice(w[r], c02, x);
+            add_twice(w[r], c03, y);
+            add_twice(w[r | h], c13, x);
+            add_twice(w[r | h], c12, y);
+          }
+        }
+      }
+    });
+  }
+  for (int b = 0; pairs && b + 1 < g; ++b) {  // (3) the partner along both qubits of pair (K+b, K+b+1)
+    ex.shfl_xor(st.pa, st.psi, st.xmask.get(b) ^ st.xmask.get(b + 1), AllRegisters{});
+    ex.run([&](Lane lane) {
+      const Cplx<T>* p = st.pa[lane];
+      Cplx<T>* w = st.lam[lane];
+      Cplx<T> M[16];
+      pair_feature_source(gp + 9 * (K + b), M);
+      const Cplx<T> c = pair_entry<3>(M, (st.id[lane][0] >> b) & 3);
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r) add_twice(w[r], c, p[r]);
+    });
+  }
+}
+
+// The cnot ring undone on psi and lam: its steps in reverse order, each its own
+// inverse (a relabelling undone is the same relabelling: id ^= bit(id, bc) << bt
+// and xmask(bc) ^= xmask(bt) applied twice give back id and the masks).
+template <typename T, int R, class Exec>
+QLAM_HD void cnot_ring_inverse(Exec& ex, const ScanArgs<T>& a, AdjointState<T, R, Exec>& st) {
+  using Lane = typename Exec::Lane;
+  constexpr int K = Log2<R>::value;
+  const int n = a.n, g = n - K;
+  if (num_pairs(n) == n) {  // (n-1, 0), the ring's last CNOT, first
+    if (g == 0) {
+      if constexpr (K >= 3)
+        ex.run([&](Lane lane) {
+          cnot_local<K - 1, 0, R>(st.psi[lane]);
+          cnot_local<K - 1, 0, R>(st.lam[lane]);
+        });
+    } else if (K == 0) {
+      cnot_relabel(ex, st, g - 1, 0);
+    } else {
+      if constexpr (K >= 1)
+        ex.run([&](Lane lane) {
+          if ((st.id[lane][0] >> (g - 1)) & 1) {
+            flip_local<0, R>(st.psi[lane]);
+            flip_local<0, R>(st.lam[lane]);
+          }
+        });
+    }
+  }
+  for (int b = g - 2; b >= 0; --b) cnot_relabel(ex, st, b, b + 1);  // both global
+  if constexpr (K >= 1) {
+    if (g >= 1) {  // (K-1, K)
+      const int mask = st.xmask.get(0);
+      ex.shfl_xor(st.psi, st.psi, mask, RegistersWithBit<K - 1>{});
+      ex.shfl_xor(st.lam, st.lam, mask, RegistersWithBit<K - 1>{});
+    }
+  }
+  static_for<0, (K >= 1 ? K - 1 : 0)>([&](auto I) {  // both local, q = K-2 .. 0
+    constexpr int q = K - 2 - decltype(I)::value;
+    ex.run([&](Lane lane) {
+      cnot_local<q, q + 1, R>(st.psi[lane]);
+      cnot_local<q, q + 1, R>(st.lam[lane]);
+    });
+  });
+}
+
+// A lane's partial sums for the rzz angles, sum_r z_p z_p' w_r with
+// w_r = Im(conj(lam_r) psi_r) (gates.h rzz_grad_accumulate, the same before and
+// after the layer), added to acc[Stride p + 3]. z_p z_p' factors into the signs
+// of the pair's local qubits (constants of r) and of its global ones (bits of id,
+// uniform over the lane), so the registers are summed with constant signs (all,
+// per local qubit, per local pair) and each pair takes one of those sums times
+// its global signs. (A sign per register and pair from id, as the forward's
+// rzz_factor computes it, is loop-invariant under rzz, which never relabels:
+// nvcc hoisted R P of them out of the token loop, 128 -> 229 registers at R = 8.)
+template <int Stride, int R, typename T>
+QLAM_HD void rzz_grad_sums(int n, int P, int id, const Cplx<T>* psi, const Cplx<T>* lam, T* acc) {
+  constexpr int K = Log2<R>::value;
+  constexpr int KA = K > 0 ? K : 1;
+  T all = T(0), one[KA] = {}, two[KA] = {};  // two[q]: qubits q, q+1 (q < K-1); two[K-1]: K-1 and 0
+  QLAM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    const T w = cmul_conj(lam[r], psi[r]).im;
+    all += w;
+    QLAM_UNROLL
+    for (int q = 0; q < K; ++q) one[q] += ((r >> q) & 1) ? -w : w;
+    QLAM_UNROLL
+    for (int q = 0; q + 1 < K; ++q) two[q] += (((r >> q) ^ (r >> (q + 1))) & 1) ? -w : w;
+    if (K >= 3) two[KA - 1] += (((r >> (KA - 1)) ^ r) & 1) ? -w : w;
+  }
+  const auto zg = [id](int b) { return ((id >> b) & 1) ? T(-1) : T(1); };  // Z of global qubit b
+  static_for<0, GradSlots<R>::value>([&](auto Pc) {
+    constexpr int p = decltype(Pc)::value;  // pair (p, p+1), or (n-1, 0) when p = n-1
+    if (p >= P) return;
+    T sum;
+    if constexpr (p + 1 < K) {
+      sum = two[p];  // both local (p < n-1 since n >= K)
+    } else if constexpr (p + 1 == K) {
+      sum = n > K ? one[p] * zg(0) : two[p];  // (K-1, K), or the closing (K-1, 0) when n = K
+    } else {
+      if (p + 1 < n) {
+        sum = zg(p - K) * zg(p + 1 - K) * all;  // both global
+      } else if (K >= 1) {
+        sum = zg(p - K) * one[0];  // (n-1, 0): qubit 0 local
+      } else {
+        sum = zg(p) * zg(0) * all;  // (n-1, 0): K = 0, every qubit global
+      }
+    }
+    acc[Stride * p + 3] += sum;
+  });
+}
+
+// The entangler undone on psi and lam; for rzz first each lane's partial gradient sums.
+template <int Stride, typename T, int R, class Exec, class Acc>
+QLAM_HD void entangler_backward(Exec& ex, const ScanArgs<T>& a, AdjointState<T, R, Exec>& st, const T* gzz,
+                                Acc& acc) {
+  using Lane = typename Exec::Lane;
+  const int n = a.n;
+  if (a.entangler == Entangler::CNOT) {
+    cnot_ring_inverse(ex, a, st);
+  } else if (a.entangler == Entangler::CZ) {
+    ex.run([&](Lane lane) {
+      const int64_t base = int64_t(st.id[lane][0]) * R;
+      Cplx<T>* v = st.psi[lane];
+      Cplx<T>* w = st.lam[lane];
+      QLAM_UNROLL
+      for (int r = 0; r < R; ++r)
+        if (cz_ring_sign(base + r, n) < 0) {
+          v[r] = {-v[r].re, -v[r].im};
+          w[r] = {-w[r].re, -w[r].im};
+        }
+    });
+  } else if (a.entangler == Entangler::RZZ) {
+    if constexpr (Stride == 4) {
+      ex.run([&](Lane lane) {
+        const int64_t base = int64_t(st.id[lane][0]) * R;
+        Cplx<T>* v = st.psi[lane];
+        Cplx<T>* w = st.lam[lane];
+        rzz_grad_sums<Stride, R>(n, a.P, st.id[lane][0], v, w, acc[lane]);
+        QLAM_UNROLL
+        for (int r = 0; r < R; ++r) {
+          Cplx<T> f;
+          rzz_factor(a.P, gzz, gzz + a.P, RingZZ{base + r, n}, true, T(1), f.re, f.im);
+          v[r] = cmul(f, v[r]);
+          w[r] = cmul(f, w[r]);
+        }
+      });
+    }
+  }
+}
+
+// The gate m on local qubit J undone (psi <- m^dagger psi, lam <- m^dagger lam)
+// and the lane's partial angle gradients added to slot J: S[2a+b] sums
+// conj(lam_a) psi_b over its register pairs (psi before, lam after the gate),
+// and the gradient is linear in S (gates.h rot_grad_parts).
+template <int J, int Stride, int R, typename T>
+QLAM_HD void gate_local_backward(Cplx<T>* psi, Cplx<T>* lam, const Cplx<T>* m, const T* tr, T* acc) {
+  const Cplx<T> d0 = cconj(m[0]), d1 = cconj(m[2]), d2 = cconj(m[1]), d3 = cconj(m[3]);  // m^dagger
+  T S[8] = {};
+  QLAM_UNROLL
+  for (int r = 0; r < R; ++r) {
+    if ((r >> J) & 1) continue;
+    const int r1 = r | (1 << J);
+    const Cplx<T> x = psi[r], y = psi[r1];
+    const Cplx<T> b0 = cadd(cmul(d0, x), cmul(d1, y)), b1 = cadd(cmul(d2, x), cmul(d3, y));
+    const Cplx<T> l0 = lam[r], l1 = lam[r1];
+    const Cplx<T> s00 = cmul_conj(l0, b0), s01 = cmul_conj(l0, b1);
+    const Cplx<T> s10 = cmul_conj(l1, b0), s11 = cmul_conj(l1, b1);
+    S[0] += s00.re; S[1] += s00.im; S[2] += s01.re; S[3] += s01.im;
+    S[4] += s10.re; S[5] += s10.im; S[6] += s11.re; S[7] += s11.im;
+    psi[r] = b0;
+    psi[r1] = b1;
+    lam[r] = cadd(cmul(d0, l0), cmul(d1, l1));
+    lam[r1] = cadd(cmul(d2, l0), cmul(d3, l1));
+  }
+  T grad[3];
+  rot_grad_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], S, T(0.5), grad);
+  for (int k = 0; k < 3; ++k) acc[Stride * J + k] += grad[k];
+}
+
+// The gate m on global qubit B undone: the partner's psi and lam (2R complex
+// shuffles), then each lane its own row of m^dagger. The lane of bit beta adds
+// S[beta][beta] (its lam, its new psi) and S[1-beta][beta] (the partner's lam,
+// its new psi): over a pair of lanes, all four entries.
+template <int B, int Stride, typename T, int R, class Exec, class Acc>
+QLAM_HD void gate_global_backward(Exec& ex, AdjointState<T, R, Exec>& st, const Cplx<T>* m, const T* tr,
+                                  Acc& acc) {
+  using Lane = typename Exec::Lane;
+  constexpr int slot = Log2<R>::value + B;
+  const int mask = st.xmask.get(B);
+  ex.shfl_xor(st.pa, st.psi, mask, AllRegisters{});
+  ex.shfl_xor(st.pb, st.lam, mask, AllRegisters{});
+  ex.run([&](Lane lane) {
+    const bool one = (st.id[lane][0] >> B) & 1;
+    const Cplx<T> own = cconj(one ? m[3] : m[0]), cross = cconj(one ? m[1] : m[2]);  // row of m^dagger
+    Cplx<T>* v = st.psi[lane];
+    Cplx<T>* w = st.lam[lane];
+    const Cplx<T>* pv = st.pa[lane];
+    const Cplx<T>* pw = st.pb[lane];
+    Cplx<T> sd = {T(0), T(0)}, sc = {T(0), T(0)};
+    QLAM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const Cplx<T> b = cadd(cmul(own, v[r]), cmul(cross, pv[r]));
+      sd = cadd(sd, cmul_conj(w[r], b));
+      sc = cadd(sc, cmul_conj(pw[r], b));
+      v[r] = b;
+      w[r] = cadd(cmul(own, w[r]), cmul(cross, pw[r]));
+    }
+    const T zero = T(0);
+    const T S[8] = {one ? zero : sd.re, one ? zero : sd.im, one ? sc.re : zero, one ? sc.im : zero,
+                    one ? zero : sc.re, one ? zero : sc.im, one ? sd.re : zero, one ? sd.im : zero};
+    T grad[3];
+    rot_grad_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], S, T(0.5), grad);
+    for (int k = 0; k < 3; ++k) acc[lane][Stride * slot + k] += grad[k];
+  });
+}
+
+// The tokens of one state, last to first. Stride 4 (rzz) or 3: the gradient slots.
+template <int Stride, typename T, int R, class Exec>
+QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointState<T, R, Exec>& st,
+                             BackwardScratch<T>& scratch, double norm0) {
+  using Lane = typename Exec::Lane;
+  constexpr int K = Log2<R>::value;
+  constexpr int kSlots = GradSlots<R>::value;
+  using Acc = typename Exec::template Private<T, Stride * kSlots>;
+  const int n = a.n, g = n - K;
+  const int64_t len = a.length_of(s / a.H);
+  int buffer = 0;
+  for (int64_t t = len - 1; t >= 0; --t) {
+    // psi is the state after token t; a checkpoint replaces the uncomputed one.
+    if (a.saved_checkpoints && a.is_checkpoint(t + 1))
+      load_state(ex, st, a.saved_checkpoints + a.checkpoint_offset(s, t + 1));
+    if (a.grad_features) add_feature_sources(ex, a, a.grad_features + a.feature_offset(s, t), st);
+    for (int64_t l = a.L - 1; l >= 0; --l, buffer ^= 1) {
+      const Cplx<T>* mats = scratch.mats[buffer];
+      const T* trig = scratch.trig[buffer];
+      load_layer(ex, a, s, t, l, scratch.mats[buffer], scratch.gzz[buffer], scratch.trig[buffer]);
+      Acc acc;
+      ex.run([&](Lane lane) {
+        QLAM_UNROLL
+        for (int c = 0; c < Acc::size; ++c) acc[lane][c] = T(0);
+      });
+      entangler_backward<Stride>(ex, a, st, scratch.gzz[buffer], acc);
+      static_for<0, kMaxGlobalQubits>([&](auto I) {  // global qubits, last first
+        constexpr int b = kMaxGlobalQubits - 1 - decltype(I)::value;
+        if constexpr (K + b < kSlots) {
+          if (b < g) gate_global_backward<b, Stride>(ex, st, mats + 4 * (K + b), trig + 6 * (K + b), acc);
+        }
+      });
+      ex.run([&](Lane lane) {  // local qubits, last first
+        static_for<0, K>([&](auto I) {
+          constexpr int j = K - 1 - decltype(I)::value;
+          gate_local_backward<j, Stride, R>(st.psi[lane], st.lam[lane], mats + 4 * j, trig + 6 * j, acc[lane]);
+        });
+      });
+      reduce_scatter(ex, acc);
+      write_layer_grads<Stride>(ex, a, s, t, l, acc, Stride * n);
+    }
+    restore_norm(ex, st, norm0);
+  }
+}
+
+// The backward of state s (docs/design.md §3, state_program.h scan_backward_state):
+// psi starts as the saved final state, lam as grad_final_state (or zero), both
+// under the identity labelling (any labelling serves: the states are loaded and
+// stored by logical index); the tokens are uncomputed last to first; lam ends as
+// grad_init_state. Same group size rule as the forward (ex.lanes() * R == 2**n).
+template <typename T, int R, class Exec>
+QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointState<T, R, Exec>& st,
+                                 BackwardScratch<T>& scratch) {
+  using Lane = typename Exec::Lane;
+  constexpr int K = Log2<R>::value;
+  const int g = a.n - K;
+  const int64_t N = a.N;
+  ex.run([&](Lane lane) {
+    st.id[lane][0] = lane.index();
+    const int64_t base = int64_t(lane.index()) * R;
+    Cplx<T>* v = st.psi[lane];
+    Cplx<T>* w = st.lam[lane];
+    QLAM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      v[r] = a.saved_final_state[s * N + base + r];
+      w[r] = a.grad_final_state ? a.grad_final_state[s * N + base + r] : Cplx<T>{T(0), T(0)};
+    }
+  });
+  st.xmask = LaneMasks::identity(g);
+  const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, st) : 1.0;
+  if (a.entangler == Entangler::RZZ) {
+    backward_tokens<4>(ex, a, s, st, scratch, norm0);
+  } else {
+    backward_tokens<3>(ex, a, s, st, scratch, norm0);
+  }
+  ex.run([&](Lane lane) {
+    const int64_t base = int64_t(st.id[lane][0]) * R;
+    const Cplx<T>* w = st.lam[lane];
+    QLAM_UNROLL
+    for (int r = 0; r < R; ++r) a.grad_init_state[s * N + base + r] = w[r];
+  });
 }
 
 // ---------------------------------------------------------------- CUDA executor

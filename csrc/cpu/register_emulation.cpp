@@ -1,7 +1,9 @@
 // Test hook: the register program of register_program.h (amplitudes in lane
 // registers, G lanes per state) run on the CPU by an exact emulation of its
 // lanes and of __shfl_xor_sync, so that its layout, exchanges and reductions
-// are checked against the reference where no GPU is present. Forward only.
+// are checked against the reference where no GPU is present: the forward
+// (_register_emulation_forward) and the backward by uncomputation
+// (_register_emulation_backward, the arguments and results of scan_backward).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -90,15 +92,35 @@ void run_register_forward(const ScanArgs<T>& a, int lanes) {
   });
 }
 
+template <typename T, int R>
+void run_register_backward(const ScanArgs<T>& a, int lanes) {
+  using State = regprog::AdjointState<T, R, RegisterEmulator>;
+  TORCH_INTERNAL_ASSERT(int64_t(lanes) * R == a.N && lanes <= State::Amps::kLanes);
+  at::parallel_for(0, a.num_states(), 1, [&](int64_t begin, int64_t end) {
+    auto state = std::make_unique<State>();
+    auto scratch = std::make_unique<regprog::BackwardScratch<T>>();
+    RegisterEmulator ex{lanes};
+    for (int64_t s = begin; s < end; ++s) regprog::scan_backward_state(ex, a, s, *state, *scratch);
+  });
+}
+
 // R = 2**n / lanes is a template parameter (the register array's size): find it.
 template <typename T, int R = 1>
-void dispatch_registers(const ScanArgs<T>& a, int lanes) {
-  if (int64_t(lanes) * R == a.N) return run_register_forward<T, R>(a, lanes);
+void dispatch_registers(const ScanArgs<T>& a, int lanes, bool backward) {
+  if (int64_t(lanes) * R == a.N)
+    return backward ? run_register_backward<T, R>(a, lanes) : run_register_forward<T, R>(a, lanes);
   if constexpr (R < kMaxAmplitudes) {
-    dispatch_registers<T, 2 * R>(a, lanes);
+    dispatch_registers<T, 2 * R>(a, lanes, backward);
   } else {
     TORCH_INTERNAL_ASSERT(false, "register emulation: no register count for 2**n = ", a.N);
   }
+}
+
+void check_lanes_per_state(const char* op, int64_t lanes_per_state) {
+  TORCH_CHECK(lanes_per_state >= 1 && lanes_per_state <= kMaxLanes &&
+                  (lanes_per_state & (lanes_per_state - 1)) == 0,
+              "qlam.", op, ": lanes_per_state must be a power of two from 1 to ", kMaxLanes,
+              " (1, 2, 4, 8, 16 or 32 lanes of a warp per state), got ", lanes_per_state);
 }
 
 std::tuple<Tensor, Tensor, Tensor> register_emulation_forward(const Tensor& angles, const OptTensor& ent_angles,
@@ -106,23 +128,34 @@ std::tuple<Tensor, Tensor, Tensor> register_emulation_forward(const Tensor& angl
                                                               const OptTensor& lengths, c10::string_view entangler,
                                                               bool pair_features, int64_t checkpoint_every,
                                                               int64_t lanes_per_state) {
-  TORCH_CHECK(lanes_per_state >= 1 && lanes_per_state <= kMaxLanes &&
-                  (lanes_per_state & (lanes_per_state - 1)) == 0,
-              "qlam._register_emulation_forward: lanes_per_state must be a power of two from 1 to ", kMaxLanes,
-              " (1, 2, 4, 8, 16 or 32 lanes of a warp per state), got ", lanes_per_state);
+  check_lanes_per_state("_register_emulation_forward", lanes_per_state);
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
                                      checkpoint_every);
   // A state of 2**n < G amplitudes uses 2**n lanes of one amplitude each.
   const int lanes = static_cast<int>(std::min<int64_t>(lanes_per_state, f.shape.N));
   AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_register_emulation_forward",
-                             [&] { dispatch_registers(forward_args<scalar_t>(f), lanes); });
+                             [&] { dispatch_registers(forward_args<scalar_t>(f), lanes, false); });
   return {f.features, f.final_state, f.checkpoints};
+}
+
+std::tuple<Tensor, Tensor, Tensor> register_emulation_backward(
+    const OptTensor& grad_features, const OptTensor& grad_final_state, const Tensor& angles,
+    const OptTensor& ent_angles, const Tensor& final_state, const Tensor& checkpoints, const OptTensor& lengths,
+    c10::string_view entangler, bool pair_features, int64_t checkpoint_every, int64_t lanes_per_state) {
+  check_lanes_per_state("_register_emulation_backward", lanes_per_state);
+  BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
+                                       checkpoints, lengths, entangler, pair_features, checkpoint_every);
+  const int lanes = static_cast<int>(std::min<int64_t>(lanes_per_state, b.shape.N));
+  AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_register_emulation_backward",
+                             [&] { dispatch_registers(backward_args<scalar_t>(b), lanes, true); });
+  return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(qlam, CPU, m) {
   m.impl("_register_emulation_forward", &register_emulation_forward);
+  m.impl("_register_emulation_backward", &register_emulation_backward);
 }
 
 }  // namespace qlam
