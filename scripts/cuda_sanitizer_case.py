@@ -1,5 +1,6 @@
-"""A small CUDA workload for compute-sanitizer: the scan's forward and backward kernels,
-float32 and float64, every entangler, with and without pair features and lengths.
+"""A small CUDA workload for compute-sanitizer: the scan's forward and backward kernels and the
+register program's forward (csrc/cuda/register_cuda.cu), float32 and float64, every entangler,
+with and without pair features and lengths.
 
     compute-sanitizer --tool memcheck python scripts/cuda_sanitizer_case.py
 
@@ -32,4 +33,12 @@ for dtype in (torch.float32, torch.float64):
                 torch.cuda.synchronize()
                 print(f"ran {dtype} n={n} {entangler} pair_features={pair_features}: "
                       f"features {tuple(features.shape)} finite={bool(torch.isfinite(features).all())}", flush=True)
+                # Issue 15's register program (forward only), at the host's lanes and at one lane per state
+                # where that fits its registers.
+                for lanes in (0, 1) if 2**n <= (16 if dtype == torch.float32 else 4) else (0,):
+                    out = torch.ops.qlam._register_forward(angles.detach(), None if ent is None else ent.detach(),
+                                                           None, lengths, entangler, pair_features, 2, lanes)
+                    torch.cuda.synchronize()
+                    print(f"ran the register program, lanes_per_state={lanes}: "
+                          f"finite={bool(torch.isfinite(out[0]).all())}", flush=True)
 print("cuda_sanitizer_case: all cases ran")

@@ -112,12 +112,13 @@ PY="$(command -v python || command -v python3)"
 
 # ---- correctness first
 step "CUDA tests" 240 30 "$logs/tests.log" "$PY" -m pytest -q -p no:cacheprovider \
-  tests/test_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py tests/test_scan_errors.py tests/test_build_info.py \
+  tests/test_cuda.py tests/test_register_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py tests/test_scan_errors.py tests/test_build_info.py \
   tests/test_fuzz_scan.py -k "not emulated"
 for tool in memcheck racecheck synccheck; do
   # memcheck sees every kernel (torch's too); the hazard checkers only qlam's, which are the ones with shared memory of ours.
   filter=()
-  [ "$tool" != memcheck ] && filter=(--kernel-name kns=scan_)
+  # (kns: a substring of the mangled name; every qlam kernel's starts with _ZN4qlam.)
+  [ "$tool" != memcheck ] && filter=(--kernel-name kns=_ZN4qlam)
   step "compute-sanitizer $tool" 180 40 "$logs/sanitizer.log" \
     compute-sanitizer --tool "$tool" --error-exitcode 1 "${filter[@]}" "$PY" scripts/cuda_sanitizer_case.py
 done

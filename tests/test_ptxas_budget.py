@@ -1,7 +1,7 @@
 """Issue 15's build check: the CUDA kernels' registers, spills and stack (local memory), as ptxas
 reports them for sm_90, stay within tests/cuda/ptxas_budget.json. Runs wherever nvcc exists (the
 CI machine has the CUDA toolkit and no GPU): it compiles csrc/cuda/scan_cuda.cu (today's kernels)
-and tests/cuda/register_program_kernels.cu (the register program, compile-only) to cubins."""
+and csrc/cuda/register_cuda.cu (the register program's kernels, one per register count) to cubins."""
 import json
 import os
 import re
@@ -62,9 +62,10 @@ def usage():
     from torch.utils.cpp_extension import include_paths
     torch_includes = [f"-I{p}" for p in include_paths("cuda")]
     cuda_include = str(Path(NVCC).resolve().parents[1] / "include")
-    found = resource_usage(ROOT / "csrc" / "cuda" / "scan_cuda.cu",
-                           [*torch_includes, f"-I{cuda_include}", "-DQLAM_WITH_CUDA=1"])
-    found.update(resource_usage(ROOT / "tests" / "cuda" / "register_program_kernels.cu", [f"-I{ROOT / 'csrc'}"]))
+    found = {}
+    for source in ("scan_cuda.cu", "register_cuda.cu"):
+        found.update(resource_usage(ROOT / "csrc" / "cuda" / source,
+                                    [*torch_includes, f"-I{cuda_include}", "-DQLAM_WITH_CUDA=1"]))
     print("\n".join(f"{k}: {v}" for k, v in sorted(found.items())))
     return found
 
