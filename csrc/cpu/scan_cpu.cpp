@@ -78,6 +78,21 @@ Tensor lane_major(const Tensor& x, int64_t t0, int64_t t1, int64_t W) {
   return padded.view({groups, W, tc * per_token}).permute({0, 2, 1}).contiguous();
 }
 
+// f(r, src) for every value of a chunk's lane-major table (groups, tc, per_token, W) of S states in
+// groups of W: r its index there, src the index of the same value in the chunk's (B, tc, H,
+// per_token) input, or -1 for the lanes that pad the last group.
+template <class F>
+void for_each_lane_value(int64_t S, int64_t H, int64_t W, int64_t tc, int64_t per_token, F&& f) {
+  const int64_t groups = (S + W - 1) / W;
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t s = g * W + w, b = s / H, h = s % H;
+      for (int64_t tt = 0; tt < tc; ++tt)
+        for (int64_t k = 0; k < per_token; ++k)
+          f(((g * tc + tt) * per_token + k) * W + w, s < S ? ((b * tc + tt) * H + h) * per_token + k : -1);
+    }
+}
+
 // cos/sin of theta/2, (phi + omega)/2, (phi - omega)/2 of every gate of tokens [t0, t1):
 // six lane-major planes (6, groups, t1 - t0, L, n, W) in that order.
 Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1, int64_t W) {
@@ -90,23 +105,14 @@ Tensor gate_trig(const Tensor& angles, int64_t t0, int64_t t1, int64_t W) {
     AT_DISPATCH_FLOATING_TYPES(angles.scalar_type(), "qlam_gate_trig", [&] {
       const scalar_t* x = rows.const_data_ptr<scalar_t>();
       scalar_t* o = out.mutable_data_ptr<scalar_t>();
-      for (int64_t g = 0; g < groups; ++g)
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t s = g * W + w, b = s / H, h = s % H;
-          for (int64_t tt = 0; tt < tc; ++tt)
-            for (int64_t k = 0; k < gates; ++k) {
-              const int64_t r = ((g * tc + tt) * gates + k) * W + w;
-              if (s >= S) {
-                for (int plane = 0; plane < 6; plane += 2) put_cos_sin(o, plane, count, r, 0.0);
-                continue;
-              }
-              const scalar_t* a = x + (((b * tc + tt) * H + h) * gates + k) * 3;
-              const double phi = a[0], theta = a[1], omega = a[2];
-              put_cos_sin(o, 0, count, r, theta);
-              put_cos_sin(o, 2, count, r, phi + omega);
-              put_cos_sin(o, 4, count, r, phi - omega);
-            }
-        }
+      for_each_lane_value(S, H, W, tc, gates, [&](int64_t r, int64_t src) {
+        // Padding lanes get the identity's values (all angles 0).
+        const double phi = src < 0 ? 0 : x[3 * src], theta = src < 0 ? 0 : x[3 * src + 1],
+                     omega = src < 0 ? 0 : x[3 * src + 2];
+        put_cos_sin(o, 0, count, r, theta);
+        put_cos_sin(o, 2, count, r, phi + omega);
+        put_cos_sin(o, 4, count, r, phi - omega);
+      });
     });
     return out;
   }
@@ -126,15 +132,9 @@ Tensor entangler_trig(const Tensor& ent_angles, const Tensor& angles, int64_t t0
     AT_DISPATCH_FLOATING_TYPES(ent_angles.scalar_type(), "qlam_entangler_trig", [&] {
       const scalar_t* x = rows.const_data_ptr<scalar_t>();
       scalar_t* o = out.mutable_data_ptr<scalar_t>();
-      for (int64_t g = 0; g < groups; ++g)
-        for (int64_t w = 0; w < W; ++w) {
-          const int64_t s = g * W + w, b = s / H, h = s % H;
-          for (int64_t tt = 0; tt < tc; ++tt)
-            for (int64_t k = 0; k < pairs; ++k) {
-              const int64_t r = ((g * tc + tt) * pairs + k) * W + w;
-              put_cos_sin(o, 0, count, r, s < S ? double(x[((b * tc + tt) * H + h) * pairs + k]) : 0.0);
-            }
-        }
+      for_each_lane_value(S, H, W, tc, pairs, [&](int64_t r, int64_t src) {
+        put_cos_sin(o, 0, count, r, src < 0 ? 0.0 : double(x[src]));
+      });
     });
     return out;
   }
