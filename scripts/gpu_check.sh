@@ -129,6 +129,7 @@ step "sMNIST training (full config, 300 steps)" 180 60 "$logs/train.log" "$PY" -
   output.progress=false --force
 
 # ---- speed: ratios measured side by side in one run
+step "register kernel vs today's" 120 45 "$logs/bench.log" "$PY" benchmarks/register_cuda.py
 step "bench_scan" 150 60 "$logs/bench.log" "$PY" benchmarks/bench_scan.py --device cuda --no-compile
 step "classical" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py --device cuda
 step "roofline" 150 60 "$logs/bench.log" "$PY" benchmarks/roofline.py --device cuda
