@@ -3,7 +3,7 @@
 // scan_cuda.cu (which qlam.ops.scan keeps using). Each group of G lanes of a warp runs one
 // state with 2**n / G amplitudes per lane in registers; G comes from the caller or, with
 // lanes_per_state = 0, from register_lanes below. NOT YET RUN ON A GPU: compiled only; the
-// program itself is proven by its CPU emulation (tests/test_register_emulation.py).
+// program itself is proven by its CPU emulation (tests/test_warp_register_emulation.py).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
