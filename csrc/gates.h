@@ -121,6 +121,23 @@ QLAM_HD void rot_grad(T phi, T theta, T omega, const Cplx<T> S[4], T g[3]) {
   rot_grad_parts(qcos(theta / 2), qsin(theta / 2), qcos(a), qsin(a), qcos(d), qsin(d), Sp, T(0.5), g);
 }
 
+// One amplitude pair of a Rot gate undone in the adjoint backward: psi's pair (x, y) and lambda's
+// pair (l0, l1) both <- md (., .) with md = m^dagger, and S[2a+b] (re, im) += conj(l_a) * psi_b with
+// lambda as it came (after the gate) and psi as it leaves (before the gate): rot_grad_parts' sums.
+template <typename T>
+QLAM_HD void undo_gate_pair(const Cplx<T> md[4], Cplx<T>& x, Cplx<T>& y, Cplx<T>& l0, Cplx<T>& l1, T S[8]) {
+  const Cplx<T> b0 = cadd(cmul(md[0], x), cmul(md[1], y)), b1 = cadd(cmul(md[2], x), cmul(md[3], y));
+  const Cplx<T> s00 = cmul_conj(l0, b0), s01 = cmul_conj(l0, b1);
+  const Cplx<T> s10 = cmul_conj(l1, b0), s11 = cmul_conj(l1, b1);
+  S[0] += s00.re; S[1] += s00.im; S[2] += s01.re; S[3] += s01.im;
+  S[4] += s10.re; S[5] += s10.im; S[6] += s11.re; S[7] += s11.im;
+  x = b0;
+  y = b1;
+  const Cplx<T> k0 = cadd(cmul(md[0], l0), cmul(md[1], l1)), k1 = cadd(cmul(md[2], l0), cmul(md[3], l1));
+  l0 = k0;
+  l1 = k1;
+}
+
 // The CNOT ring (CNOT(q -> q+1) for q = 0..n-2, then CNOT(n-1 -> 0) when n >= 3)
 // permutes basis states: the state |i> goes to |cnot_ring_forward(i)>.
 QLAM_HD int64_t cnot_ring_forward(int64_t i, int n) {

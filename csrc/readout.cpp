@@ -43,6 +43,13 @@ void check_readout_inputs(const Tensor& query, const Tensor& features) {
               " but features is on ", features.device(), "; move both to one device");
 }
 
+void check_readout_backward_inputs(const Tensor& grad, const Tensor& query, const Tensor& features) {
+  check_readout_inputs(query, features);
+  const auto readings = query.sym_sizes().slice(0, query.dim() - 1);
+  TORCH_CHECK(grad.sym_sizes() == readings, "qlam.readout_backward: grad must have the readings' shape (..., J) = ",
+              readings, ", got ", sizes_str(grad));
+}
+
 namespace {
 
 Tensor readout_composite(const Tensor& query, const Tensor& features) {
@@ -52,9 +59,7 @@ Tensor readout_composite(const Tensor& query, const Tensor& features) {
 
 std::tuple<Tensor, Tensor> readout_backward_composite(const Tensor& grad, const Tensor& query,
                                                       const Tensor& features) {
-  check_readout_inputs(query, features);
-  TORCH_CHECK(grad.sym_sizes() == query.sym_sizes().slice(0, query.dim() - 1),
-              "qlam.readout_backward: grad must have the readings' shape (..., J), got ", sizes_str(grad));
+  check_readout_backward_inputs(grad, query, features);
   // dQ[..., j, k] = g[..., j] f[..., k]; df[..., k] = sum_j g[..., j] Q[..., j, k].
   return {grad.unsqueeze(-1) * features.unsqueeze(-2),
           at::matmul(grad.unsqueeze(-2), query).squeeze(-2)};

@@ -9,5 +9,7 @@ using at::Tensor;
 
 // Shapes query (..., J, K) and features (..., K), one floating dtype, one device.
 void check_readout_inputs(const Tensor& query, const Tensor& features);
+// The same, and grad of the readings' shape (..., J).
+void check_readout_backward_inputs(const Tensor& grad, const Tensor& query, const Tensor& features);
 
 }  // namespace qlam

@@ -1053,23 +1053,13 @@ QLAM_HD void entangler_backward(Exec& ex, const ScanArgs<T>& a, AdjointState<T, 
 // and the gradient is linear in S (gates.h rot_grad_parts).
 template <int J, int Stride, int R, typename T>
 QLAM_HD void gate_local_backward(Cplx<T>* psi, Cplx<T>* lam, const Cplx<T>* m, const T* tr, T* acc) {
-  const Cplx<T> d0 = cconj(m[0]), d1 = cconj(m[2]), d2 = cconj(m[1]), d3 = cconj(m[3]);  // m^dagger
+  const Cplx<T> md[4] = {cconj(m[0]), cconj(m[2]), cconj(m[1]), cconj(m[3])};  // m^dagger
   T S[8] = {};
   QLAM_UNROLL
   for (int r = 0; r < R; ++r) {
     if ((r >> J) & 1) continue;
     const int r1 = r | (1 << J);
-    const Cplx<T> x = psi[r], y = psi[r1];
-    const Cplx<T> b0 = cadd(cmul(d0, x), cmul(d1, y)), b1 = cadd(cmul(d2, x), cmul(d3, y));
-    const Cplx<T> l0 = lam[r], l1 = lam[r1];
-    const Cplx<T> s00 = cmul_conj(l0, b0), s01 = cmul_conj(l0, b1);
-    const Cplx<T> s10 = cmul_conj(l1, b0), s11 = cmul_conj(l1, b1);
-    S[0] += s00.re; S[1] += s00.im; S[2] += s01.re; S[3] += s01.im;
-    S[4] += s10.re; S[5] += s10.im; S[6] += s11.re; S[7] += s11.im;
-    psi[r] = b0;
-    psi[r1] = b1;
-    lam[r] = cadd(cmul(d0, l0), cmul(d1, l1));
-    lam[r1] = cadd(cmul(d2, l0), cmul(d3, l1));
+    undo_gate_pair(md, psi[r], psi[r1], lam[r], lam[r1], S);
   }
   T grad[3];
   rot_grad_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], S, T(0.5), grad);
@@ -1194,6 +1184,24 @@ QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Adjo
     QLAM_UNROLL
     for (int r = 0; r < R; ++r) a.grad_init_state[s * N + base + r] = w[r];
   });
+}
+
+// ---------------------------------------------------------------- host dispatch
+
+// Host code: f(Int<R>{}) with R = N / G amplitudes per lane as a compile-time constant, for R a power
+// of two up to MaxR (the register array's size must be a template parameter); false, with f not
+// called, when N / G is none of them.
+template <int MaxR, int R = 1, class F>
+bool with_register_count(int64_t N, int G, F&& f) {
+  if (int64_t(G) * R == N) {
+    f(Int<R>{});
+    return true;
+  }
+  if constexpr (R < MaxR) {
+    return with_register_count<MaxR, 2 * R>(N, G, f);
+  } else {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------- CUDA executor

@@ -319,18 +319,7 @@ QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx
         ex.template allreduce<8>(S, 8, [&](int lane, T* part) {
           for (int64_t p = lane; p < half; p += ex.lanes()) {
             const int64_t i0 = insert_zero_bit(p, q), i1 = i0 + (int64_t(1) << q);
-            const Cplx<T> x = psi[i0], y = psi[i1];
-            const Cplx<T> b0 = cadd(cmul(md[0], x), cmul(md[1], y));
-            const Cplx<T> b1 = cadd(cmul(md[2], x), cmul(md[3], y));
-            const Cplx<T> l0 = lam[i0], l1 = lam[i1];
-            const Cplx<T> s00 = cmul_conj(l0, b0), s01 = cmul_conj(l0, b1);
-            const Cplx<T> s10 = cmul_conj(l1, b0), s11 = cmul_conj(l1, b1);
-            part[0] += s00.re; part[1] += s00.im; part[2] += s01.re; part[3] += s01.im;
-            part[4] += s10.re; part[5] += s10.im; part[6] += s11.re; part[7] += s11.im;
-            psi[i0] = b0;
-            psi[i1] = b1;
-            lam[i0] = cadd(cmul(md[0], l0), cmul(md[1], l1));
-            lam[i1] = cadd(cmul(md[2], l0), cmul(md[3], l1));
+            undo_gate_pair(md, psi[i0], psi[i1], lam[i0], lam[i1], part);
           }
         });
         ex.run([&](int lane) {

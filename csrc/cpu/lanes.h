@@ -1,13 +1,15 @@
 // SIMD lanes for the CPU kernels: one vector holds the same amplitude of W
-// different states (by default 64 bytes: 16 float32 or 8 float64), so every gate is the same
-// vector arithmetic on all lanes even though each state has its own angles.
+// different states (by default 64 bytes: 16 float32 or 8 float64), so every
+// gate is the same vector arithmetic on all lanes even though each state has
+// its own angles.
 //
 // GCC/Clang vector extensions compile these types to whatever the target
 // offers (one AVX-512 register, two AVX2 registers, four SSE registers); the
 // kernels' entry points are cloned per instruction set (lane_kernels.cpp).
-// The explicit aligned(64) matters: without it GCC gives these types only the
-// alignment the compiling target's widest register needs, so code built for
-// SSE and code built for AVX-512 would disagree about them.
+// The explicit alignment (the vector's size, at most 64 bytes) matters: without
+// it GCC gives these types only the alignment the compiling target's widest
+// register needs, so code built for SSE and code built for AVX-512 would
+// disagree about them.
 #pragma once
 
 #include <cstdint>

@@ -3,6 +3,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -16,12 +17,15 @@ namespace {
 // Rows per task: a row is J * K multiply-adds (4 x 18 in the default layer).
 constexpr int64_t kGrain = 512;
 
+// The rows (b, t, h): the product of query's dimensions before (J, K).
+int64_t leading_rows(const Tensor& query) { return c10::multiply_integers(query.sizes().slice(0, query.dim() - 2)); }
+
 Tensor readout_cpu(const Tensor& query_in, const Tensor& features_in) {
   check_readout_inputs(query_in, features_in);
   const Tensor query = query_in.contiguous(), features = features_in.contiguous();
   const int64_t J = query.size(-2), K = query.size(-1);
   Tensor out = at::empty(query.sizes().slice(0, query.dim() - 1), query.options());
-  const int64_t rows = J > 0 ? out.numel() / J : 0;
+  const int64_t rows = leading_rows(query);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "qlam_readout_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* q = query.const_data_ptr<scalar_t>();
@@ -44,15 +48,12 @@ Tensor readout_cpu(const Tensor& query_in, const Tensor& features_in) {
 
 std::tuple<Tensor, Tensor> readout_backward_cpu(const Tensor& grad_in, const Tensor& query_in,
                                                 const Tensor& features_in) {
-  check_readout_inputs(query_in, features_in);
-  TORCH_CHECK(grad_in.sizes() == query_in.sizes().slice(0, query_in.dim() - 1),
-              "qlam.readout_backward: grad must have the readings' shape (..., J) = ",
-              query_in.sizes().slice(0, query_in.dim() - 1), ", got ", grad_in.sizes());
+  check_readout_backward_inputs(grad_in, query_in, features_in);
   const Tensor query = query_in.contiguous(), features = features_in.contiguous();
   const Tensor grad = grad_in.to(query.scalar_type()).contiguous();
   const int64_t J = query.size(-2), K = query.size(-1);
   Tensor grad_query = at::empty_like(query), grad_features = at::empty_like(features);
-  const int64_t rows = features.numel() / std::max<int64_t>(K, 1);
+  const int64_t rows = leading_rows(query);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, query.scalar_type(), "qlam_readout_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* q = query.const_data_ptr<scalar_t>();

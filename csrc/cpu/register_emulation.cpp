@@ -104,16 +104,17 @@ void run_register_backward(const ScanArgs<T>& a, int lanes) {
   });
 }
 
-// R = 2**n / lanes is a template parameter (the register array's size): find it.
-template <typename T, int R = 1>
+template <typename T>
 void dispatch_registers(const ScanArgs<T>& a, int lanes, bool backward) {
-  if (int64_t(lanes) * R == a.N)
-    return backward ? run_register_backward<T, R>(a, lanes) : run_register_forward<T, R>(a, lanes);
-  if constexpr (R < kMaxAmplitudes) {
-    dispatch_registers<T, 2 * R>(a, lanes, backward);
-  } else {
-    TORCH_INTERNAL_ASSERT(false, "register emulation: no register count for 2**n = ", a.N);
-  }
+  const bool found = regprog::with_register_count<kMaxAmplitudes>(a.N, lanes, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    if (backward) {
+      run_register_backward<T, R>(a, lanes);
+    } else {
+      run_register_forward<T, R>(a, lanes);
+    }
+  });
+  TORCH_INTERNAL_ASSERT(found, "register emulation: no register count for 2**n = ", a.N);
 }
 
 void check_lanes_per_state(const char* op, int64_t lanes_per_state) {

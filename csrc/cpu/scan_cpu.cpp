@@ -24,7 +24,6 @@ namespace {
 // chunk edges at small sizes).
 constexpr int64_t kTrigBudget = int64_t(1) << 22;
 
-
 int64_t chunk_tokens_override() {
   const char* env = std::getenv("QLAM_CPU_CHUNK_TOKENS");
   const long long v = env ? std::atoll(env) : 0;
@@ -165,7 +164,6 @@ struct RingTables {
   }
 };
 
-// The chunks of the sequence, in the order they are processed.
 // Calls whose states fit one narrow group run in it (lanes.h, kNarrowLanes): with one state a full
 // 16-lane float32 group would carry 15 empty lanes through every instruction and per-lane loop.
 // QLAM_CPU_LANES=narrow or =wide forces one width (the tests run both on the same inputs).
@@ -177,6 +175,7 @@ bool use_narrow_lanes(const ScanArgs<T>& a) {
   return a.num_states() <= kNarrowLanes<T>;
 }
 
+// The chunks of the sequence, in the order they are processed.
 template <typename T>
 std::vector<std::pair<int64_t, int64_t>> token_chunks(const ScanArgs<T>& a, bool reverse) {
   const int64_t per_token = std::max<int64_t>(1, a.B * a.H * a.L * a.n * kTrigPerGate);

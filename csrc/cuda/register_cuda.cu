@@ -47,16 +47,12 @@ void launch_register(const ScanArgs<T>& a, int G) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// R = 2**n / G as a compile-time register count.
-template <typename T, int R = 1>
+template <typename T>
 void dispatch_registers(const ScanArgs<T>& a, int G) {
-  if (int64_t(G) * R == a.N) return launch_register<T, R>(a, G);
-  if constexpr (R < kMaxRegisters<T>) {
-    dispatch_registers<T, 2 * R>(a, G);
-  } else {
-    TORCH_CHECK(false, "qlam._register_forward: 2**n / lanes_per_state = ", a.N / G, " amplitudes per lane; at most ",
-                kMaxRegisters<T>, " are kept in registers for this dtype");
-  }
+  const bool found = regprog::with_register_count<kMaxRegisters<T>>(
+      a.N, G, [&](auto r) { launch_register<T, decltype(r)::value>(a, G); });
+  TORCH_CHECK(found, "qlam._register_forward: 2**n / lanes_per_state = ", a.N / G, " amplitudes per lane; at most ",
+              kMaxRegisters<T>, " are kept in registers for this dtype");
 }
 
 // Lanes per state when the caller leaves it to us: the fewest lanes that keep a state's

@@ -178,12 +178,12 @@ class QLAMDirection(nn.Module):
             feats, final = self._scan_reset(scan, angles, ent, init_state, lengths)
         else:
             feats, final = scan(angles, ent, init_state, lengths, self.entangler, self.pair_features)
-        query = self.query(x).reshape(B, T, H, self.n_measurements, self.n_features)
+        query = self.query(x).reshape(B, T, H, self.n_measurements, self.n_features).to(feats.dtype)
         # y[h, j] = sum_k Q[h, j, k] f[h, k]: the expectation of the query-chosen observable.
         if use_kernel:
-            readings = ops.readout(query.to(feats.dtype), feats)
+            readings = ops.readout(query, feats)
         else:
-            readings = torch.einsum("bthjk,bthk->bthj", query.to(feats.dtype), feats)
+            readings = torch.einsum("bthjk,bthk->bthj", query, feats)
         return self.readout(readings.reshape(B, T, H * self.n_measurements).to(x.dtype)), final
 
 
