@@ -1,5 +1,5 @@
-"""Issue 15's register kernel (csrc/cuda/register_cuda.cu, forward only) against today's CUDA
-kernel (one warp per state in shared memory), side by side in one run, on a GPU.
+"""Issue 15's register kernels (csrc/cuda/register_cuda.cu, forward and backward) against today's
+CUDA kernels (one warp per state in shared memory), side by side in one run, on a GPU.
 
     python benchmarks/register_cuda.py [--quick]
 
@@ -7,8 +7,12 @@ For n = 4, 6, 8 and 256 / 4,096 / 8,192 states (H = 1, L = 2, cnot, float32): th
 `torch.ops.qlam.scan_forward` (today's kernel) and of `torch.ops.qlam._register_forward` at the
 host's lanes per state and at every other G that keeps the state in registers, with GFLOP/s and
 the fraction of the FP32 peak measured in the same run (an 8192^2 float32 matmul, as
-benchmarks/roofline.py). Before timing, every register run's features are checked against
-today's kernel. Writes benchmarks/results/register_cuda.json and .md.
+benchmarks/roofline.py); then the backward of the features' gradient (no checkpoints, what
+qlam.ops.scan's autograd runs): `torch.ops.qlam.scan_backward` against
+`torch.ops.qlam._register_backward` at every G, and forward + backward, today's against the best
+register forward plus the best register backward. Before timing, every register run's features
+and angle gradients are checked against today's kernels. Writes benchmarks/results/register_cuda.json
+and .md.
 """
 from __future__ import annotations
 
@@ -20,15 +24,24 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qlam  # noqa: E402
-from flops import forward_flops  # noqa: E402
+from flops import backward_flops, forward_flops  # noqa: E402
 from roofline import matmul_peak  # noqa: E402
 from timing import machine, median_time, write_results  # noqa: E402
 
-MAX_REGISTERS = 16  # float32 amplitudes per lane the kernel keeps in registers (register_cuda.cu)
+# float32 amplitudes per lane the kernels keep in registers (register_cuda.cu, kMaxRegisters and
+# kMaxBackwardRegisters).
+MAX_REGISTERS = 16
+MAX_BACKWARD_REGISTERS = 16
 
 
-def lanes_options(n: int) -> list:
-    return [g for g in (1, 2, 4, 8, 16, 32) if g <= 2**n and 2**n // g <= MAX_REGISTERS]
+def lanes_options(n: int, max_registers: int = MAX_REGISTERS) -> list:
+    return [g for g in (1, 2, 4, 8, 16, 32) if g <= 2**n and 2**n // g <= max_registers]
+
+
+def best_of(row: dict, prefix: str) -> tuple:
+    """(seconds, G) of the fastest register run whose key starts with prefix."""
+    t, key = min((v, k) for k, v in row.items() if k.startswith(prefix))
+    return t, key[len(prefix):-2]
 
 
 def main(argv=None) -> None:
@@ -56,15 +69,36 @@ def main(argv=None) -> None:
                 assert err < 1e-3, f"n={n} S={S} lanes={lanes}: the register kernel's features differ by {err}"
                 t = median_time(lambda: torch.ops.qlam._register_forward(*call, lanes), "cuda", 2, args.repeats)
                 row[f"register_G{lanes or 'auto'}_s"] = t
-            best = min((v, k) for k, v in row.items() if k.startswith("register_G"))
-            row.update(best_register=best[1], best_register_s=best[0], speedup=base / best[0],
-                       register_frac=flop / best[0] / 1e9 / peak["matmul_gflops"])
+            best_s, best_g = best_of(row, "register_G")
+            row.update(best_register=best_g, best_register_s=best_s, speedup=base / best_s,
+                       register_frac=flop / best_s / 1e9 / peak["matmul_gflops"])
+            # Backward of a features' gradient from today's saved final state (no checkpoints).
+            _, final, checkpoints = torch.ops.qlam.scan_forward(*call)
+            grad = torch.randn(want.shape, device="cuda", generator=g)
+            bcall = (grad, None, angles, None, final, checkpoints, None, "cnot", False, 0)
+            want_grad = torch.ops.qlam.scan_backward(*bcall)[0]
+            scale = max(1.0, want_grad.abs().max().item())
+            base_bwd = median_time(lambda: torch.ops.qlam.scan_backward(*bcall), "cuda", 2, args.repeats)
+            bwd_flop = backward_flops(n, L) * S * T
+            row.update(shared_bwd_s=base_bwd, shared_bwd_frac=bwd_flop / base_bwd / 1e9 / peak["matmul_gflops"])
+            for lanes in [0] + lanes_options(n, MAX_BACKWARD_REGISTERS):
+                got = torch.ops.qlam._register_backward(*bcall, lanes)[0]
+                err = (got - want_grad).abs().max().item() / scale
+                assert err < 1e-3, (f"n={n} S={S} lanes={lanes}: the register backward's angle gradients differ "
+                                    f"by {err} (relative to their largest)")
+                t = median_time(lambda: torch.ops.qlam._register_backward(*bcall, lanes), "cuda", 2, args.repeats)
+                row[f"register_bwd_G{lanes or 'auto'}_s"] = t
+            bwd_s, bwd_g = best_of(row, "register_bwd_G")
+            row.update(best_register_bwd=bwd_g, best_register_bwd_s=bwd_s, bwd_speedup=base_bwd / bwd_s,
+                       register_bwd_frac=bwd_flop / bwd_s / 1e9 / peak["matmul_gflops"],
+                       shared_fwd_bwd_s=base + base_bwd, register_fwd_bwd_s=best_s + bwd_s,
+                       fwd_bwd_speedup=(base + base_bwd) / (best_s + bwd_s))
             print(row, flush=True)
             rows.append(row)
     meta = machine()
     meta.update(peak, command="python benchmarks/register_cuda.py " + " ".join(sys.argv[1:]), quick=args.quick)
     lines = [
-        "# Register kernel vs today's CUDA kernel (forward)", "",
+        "# Register kernels vs today's CUDA kernels (forward, backward)", "",
         f"GPU: {meta.get('gpu', '?')}; torch {meta['torch']}. Command: `{meta['command']}`. Float32, H = 1, "
         f"L = 2, cnot; medians (CUDA events). Peak: float32 matmul {peak['matmul_gflops']:.0f} GFLOP/s.", "",
         "| n | states | T | today's kernel | % peak | best register (G) | % peak | speed-up |",
@@ -72,8 +106,21 @@ def main(argv=None) -> None:
     ]
     for r in rows:
         lines.append(f"| {r['n']} | {r['states']} | {r['T']} | {r['shared_s'] * 1e3:.2f} ms | {100 * r['shared_frac']:.1f} | "
-                     f"{r['best_register_s'] * 1e3:.2f} ms ({r['best_register'][len('register_G'):-2]}) | "
+                     f"{r['best_register_s'] * 1e3:.2f} ms ({r['best_register']}) | "
                      f"{100 * r['register_frac']:.1f} | {r['speedup']:.2f}x |")
+    lines += [
+        "", "Backward (features' gradient, no checkpoints) and forward + backward (today's kernels against the "
+        "best register forward plus the best register backward):", "",
+        "| n | states | T | today's backward | % peak | best register backward (G) | % peak | speed-up | "
+        "today's fwd + bwd | register fwd + bwd | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['states']} | {r['T']} | {r['shared_bwd_s'] * 1e3:.2f} ms | "
+                     f"{100 * r['shared_bwd_frac']:.1f} | {r['best_register_bwd_s'] * 1e3:.2f} ms "
+                     f"({r['best_register_bwd']}) | {100 * r['register_bwd_frac']:.1f} | {r['bwd_speedup']:.2f}x | "
+                     f"{r['shared_fwd_bwd_s'] * 1e3:.2f} ms | {r['register_fwd_bwd_s'] * 1e3:.2f} ms | "
+                     f"{r['fwd_bwd_speedup']:.2f}x |")
     paths = write_results("register_cuda_quick" if args.quick else "register_cuda", rows, "\n".join(lines) + "\n", meta)
     print("wrote", *paths)
 

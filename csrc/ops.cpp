@@ -311,6 +311,11 @@ TORCH_LIBRARY(qlam, m) {
       "_register_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
       "str entangler, bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor features, "
       "Tensor final_state, Tensor checkpoints)");
+  m.def(
+      "_register_backward(Tensor? grad_features, Tensor? grad_final_state, Tensor angles, "
+      "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
+      "bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor grad_angles, "
+      "Tensor grad_ent_angles, Tensor grad_init_state)");
   // Test hooks: the same program under an executor that finds missing syncs
   // (cpu/race_check_executor.h); skip_sync_line plants one (-1: none).
   m.def(
@@ -322,6 +327,18 @@ TORCH_LIBRARY(qlam, m) {
       "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
       "bool pair_features, int checkpoint_every, int lanes, int skip_sync_line) -> (Tensor grad_angles, "
       "Tensor grad_ent_angles, Tensor grad_init_state, Tensor sync_lines)");
+  // Test hooks: the register program under an executor that records each lane's shared-scratch
+  // accesses between syncs and raises on a race (cpu/register_race_check.cpp); `mutation` plants a
+  // bug ("none": the program as written); stats = [syncs, scratch loads, scratch stores].
+  m.def(
+      "_register_race_check_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
+      "str entangler, bool pair_features, int checkpoint_every, int lanes_per_state, str mutation) -> "
+      "(Tensor features, Tensor final_state, Tensor checkpoints, Tensor stats)");
+  m.def(
+      "_register_race_check_backward(Tensor? grad_features, Tensor? grad_final_state, Tensor angles, "
+      "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
+      "bool pair_features, int checkpoint_every, int lanes_per_state, str mutation) -> (Tensor grad_angles, "
+      "Tensor grad_ent_angles, Tensor grad_init_state, Tensor stats)");
 }
 
 TORCH_LIBRARY_IMPL(qlam, CompositeExplicitAutograd, m) {
@@ -337,6 +354,7 @@ TORCH_LIBRARY_IMPL(qlam, Meta, m) {
   m.impl("_register_emulation_forward", &register_emulation_forward_meta);
   m.impl("_register_emulation_backward", &register_emulation_backward_meta);
   m.impl("_register_forward", &register_emulation_forward_meta);
+  m.impl("_register_backward", &register_emulation_backward_meta);
 }
 
 }  // namespace qlam

@@ -142,6 +142,9 @@
 //   template <class P> P::value_type uniform(const P& p, int c);
 //       // p[.][c] where every lane holds the same value (after butterfly_sum)
 //   void sync();                                        // orders the group's shared scratch
+// Every access to the shared scratch goes through scratch_load / scratch_at
+// (below), which are plain loads and stores unless the executor checks them
+// (cpu/register_race_check.cpp records which lane touches which byte between syncs).
 // Register code only reaches its own lane's Private arrays (Lane is the key), so
 // the CPU emulation (cpu/register_emulation.cpp), which runs the lanes of a
 // phase one after another over a [lanes][N] array and does each shfl_xor as one
@@ -230,6 +233,63 @@ struct GroupScratch {
   T gzz[2][2 * kMaxQubits];
 };
 
+// Accesses to the shared scratch. An executor that checks them (the race checker,
+// cpu/register_race_check.cpp) declares `static constexpr bool kChecksScratch = true`
+// and the members scratch_load(p), scratch_store(p, v), and scratch_reads(p, count),
+// scratch_writes(p, count) for the ranges that gates.h functions (rot_matrix,
+// rzz_factor) read or write through plain pointers. For every other executor
+// (WarpGroupExecutor, the plain emulation) these are the plain load and store and
+// nothing: the generated code is the raw accesses'.
+template <class Exec, class = void>
+struct ChecksScratch {
+  static constexpr bool value = false;
+};
+template <class Exec>
+struct ChecksScratch<Exec, decltype(void(Exec::kChecksScratch))> {
+  static constexpr bool value = Exec::kChecksScratch;
+};
+
+template <class Exec, class X>
+QLAM_HD X scratch_load(Exec& ex, const X* p) {
+  if constexpr (ChecksScratch<Exec>::value) {
+    return ex.scratch_load(p);
+  } else {
+    (void)ex;
+    return *p;
+  }
+}
+template <class Exec, class X>
+QLAM_HD void scratch_store(Exec& ex, X* p, X v) {  // v: deduced from p ({re, im} works)
+  if constexpr (ChecksScratch<Exec>::value) {
+    ex.scratch_store(p, v);
+  } else {
+    (void)ex;
+    *p = v;
+  }
+}
+// `scratch_at(ex, p) = v` stores as `*p = v` does: v is evaluated before the address
+// (C++17 orders an assignment's right operand first), which keeps nvcc's output the same.
+template <class Exec, class X>
+struct ScratchRef {
+  Exec& ex;
+  X* p;
+  QLAM_HD void operator=(X v) const { scratch_store(ex, p, v); }
+};
+template <class Exec, class X>
+QLAM_HD ScratchRef<Exec, X> scratch_at(Exec& ex, X* p) {
+  return {ex, p};
+}
+template <class Exec, class X>
+QLAM_HD void scratch_reads(Exec& ex, const X* p, int count) {
+  if constexpr (ChecksScratch<Exec>::value) ex.scratch_reads(p, count);
+  (void)ex, (void)p, (void)count;
+}
+template <class Exec, class X>
+QLAM_HD void scratch_writes(Exec& ex, const X* p, int count) {
+  if constexpr (ChecksScratch<Exec>::value) ex.scratch_writes(p, count);
+  (void)ex, (void)p, (void)count;
+}
+
 // ---------------------------------------------------------------- reductions
 
 // Sums a Private array over the group: after log2 G xor levels every lane holds
@@ -284,33 +344,36 @@ QLAM_HD void load_layer(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, in
         const T phi = ang[0], theta = ang[1], omega = ang[2];
         const T ha = (phi + omega) / 2, hd = (phi - omega) / 2;
         T* tr = trig + 6 * q;
-        tr[0] = qcos(theta / 2);
-        tr[1] = qsin(theta / 2);
-        tr[2] = qcos(ha);
-        tr[3] = qsin(ha);
-        tr[4] = qcos(hd);
-        tr[5] = qsin(hd);
+        scratch_at(ex, tr + 0) = qcos(theta / 2);
+        scratch_at(ex, tr + 1) = qsin(theta / 2);
+        scratch_at(ex, tr + 2) = qcos(ha);
+        scratch_at(ex, tr + 3) = qsin(ha);
+        scratch_at(ex, tr + 4) = qcos(hd);
+        scratch_at(ex, tr + 5) = qsin(hd);
         T parts[8];
-        rot_matrix_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], parts);
-        for (int k = 0; k < 4; ++k) mats[4 * q + k] = {parts[2 * k], parts[2 * k + 1]};
+        rot_matrix_parts(scratch_load(ex, tr + 0), scratch_load(ex, tr + 1), scratch_load(ex, tr + 2),
+                         scratch_load(ex, tr + 3), scratch_load(ex, tr + 4), scratch_load(ex, tr + 5), parts);
+        for (int k = 0; k < 4; ++k) scratch_at(ex, mats + (4 * q + k)) = {parts[2 * k], parts[2 * k + 1]};
       } else {
         rot_matrix(ang[0], ang[1], ang[2], mats + 4 * q);
+        scratch_writes(ex, mats + 4 * q, 4);
       }
     }
     if (a.entangler == Entangler::RZZ)
       for (int p = lane.index(); p < a.P; p += ex.lanes()) {
         const T half = a.ent_angles[a.ent_offset(s, t, l) + p] / 2;
-        gzz[p] = qcos(half);
-        gzz[a.P + p] = qsin(half);
+        scratch_at(ex, gzz + p) = qcos(half);
+        scratch_at(ex, gzz + (a.P + p)) = qsin(half);
       }
   });
   ex.sync();
 }
 
 // The 2x2 matrix m on local qubit J: pairs (r, r | 1 << J) of the lane's registers.
-template <int J, int R, typename T>
-QLAM_HD void gate_local(Cplx<T>* v, const Cplx<T>* mats) {
-  const Cplx<T> m0 = mats[0], m1 = mats[1], m2 = mats[2], m3 = mats[3];
+template <int J, int R, typename T, class Exec>
+QLAM_HD void gate_local(Exec& ex, Cplx<T>* v, const Cplx<T>* mats) {
+  const Cplx<T> m0 = scratch_load(ex, mats + 0), m1 = scratch_load(ex, mats + 1), m2 = scratch_load(ex, mats + 2),
+                m3 = scratch_load(ex, mats + 3);
   QLAM_UNROLL
   for (int r = 0; r < R; ++r) {
     if ((r >> J) & 1) continue;
@@ -328,7 +391,8 @@ QLAM_HD void gate_global(Exec& ex, RegisterState<T, R, Exec>& st, int b, const C
   ex.shfl_xor(st.pa, st.psi, st.xmask.get(b), AllRegisters{});
   ex.run([&](Lane lane) {
     const bool one = (st.id[lane][0] >> b) & 1;
-    const Cplx<T> own = one ? mats[3] : mats[0], partner = one ? mats[2] : mats[1];
+    const Cplx<T> own = one ? scratch_load(ex, mats + 3) : scratch_load(ex, mats + 0),
+                  partner = one ? scratch_load(ex, mats + 2) : scratch_load(ex, mats + 1);
     Cplx<T>* v = st.psi[lane];
     const Cplx<T>* w = st.pa[lane];
     QLAM_UNROLL
@@ -422,6 +486,7 @@ QLAM_HD void apply_entangler(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R,
     ex.run([&](Lane lane) {
       const int64_t base = int64_t(st.id[lane][0]) * R;
       Cplx<T>* v = st.psi[lane];
+      scratch_reads(ex, gzz, 2 * a.P);  // rzz_factor's cos, sin
       QLAM_UNROLL
       for (int r = 0; r < R; ++r) {
         Cplx<T> f;
@@ -633,7 +698,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
       ex.run([&](Lane lane) {
         static_for<0, K>([&](auto J) {
           constexpr int j = decltype(J)::value;
-          gate_local<j, R>(st.psi[lane], mats + 4 * j);
+          gate_local<j, R>(ex, st.psi[lane], mats + 4 * j);
         });
       });
       for (int b = 0; b < g; ++b) gate_global(ex, st, b, mats + 4 * (K + b));
@@ -1035,6 +1100,7 @@ QLAM_HD void entangler_backward(Exec& ex, const ScanArgs<T>& a, AdjointState<T, 
         Cplx<T>* v = st.psi[lane];
         Cplx<T>* w = st.lam[lane];
         rzz_grad_sums<Stride, R>(n, a.P, st.id[lane][0], v, w, acc[lane]);
+        scratch_reads(ex, gzz, 2 * a.P);  // rzz_factor's cos, sin
         QLAM_UNROLL
         for (int r = 0; r < R; ++r) {
           Cplx<T> f;
@@ -1051,9 +1117,10 @@ QLAM_HD void entangler_backward(Exec& ex, const ScanArgs<T>& a, AdjointState<T, 
 // and the lane's partial angle gradients added to slot J: S[2a+b] sums
 // conj(lam_a) psi_b over its register pairs (psi before, lam after the gate),
 // and the gradient is linear in S (gates.h rot_grad_parts).
-template <int J, int Stride, int R, typename T>
-QLAM_HD void gate_local_backward(Cplx<T>* psi, Cplx<T>* lam, const Cplx<T>* m, const T* tr, T* acc) {
-  const Cplx<T> md[4] = {cconj(m[0]), cconj(m[2]), cconj(m[1]), cconj(m[3])};  // m^dagger
+template <int J, int Stride, int R, typename T, class Exec>
+QLAM_HD void gate_local_backward(Exec& ex, Cplx<T>* psi, Cplx<T>* lam, const Cplx<T>* m, const T* tr, T* acc) {
+  const Cplx<T> md[4] = {cconj(scratch_load(ex, m + 0)), cconj(scratch_load(ex, m + 2)),
+                         cconj(scratch_load(ex, m + 1)), cconj(scratch_load(ex, m + 3))};  // m^dagger
   T S[8] = {};
   QLAM_UNROLL
   for (int r = 0; r < R; ++r) {
@@ -1062,7 +1129,8 @@ QLAM_HD void gate_local_backward(Cplx<T>* psi, Cplx<T>* lam, const Cplx<T>* m, c
     undo_gate_pair(md, psi[r], psi[r1], lam[r], lam[r1], S);
   }
   T grad[3];
-  rot_grad_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], S, T(0.5), grad);
+  rot_grad_parts(scratch_load(ex, tr + 0), scratch_load(ex, tr + 1), scratch_load(ex, tr + 2),
+                 scratch_load(ex, tr + 3), scratch_load(ex, tr + 4), scratch_load(ex, tr + 5), S, T(0.5), grad);
   for (int k = 0; k < 3; ++k) acc[Stride * J + k] += grad[k];
 }
 
@@ -1080,7 +1148,8 @@ QLAM_HD void gate_global_backward(Exec& ex, AdjointState<T, R, Exec>& st, const 
   ex.shfl_xor(st.pb, st.lam, mask, AllRegisters{});
   ex.run([&](Lane lane) {
     const bool one = (st.id[lane][0] >> B) & 1;
-    const Cplx<T> own = cconj(one ? m[3] : m[0]), cross = cconj(one ? m[1] : m[2]);  // row of m^dagger
+    const Cplx<T> own = cconj(one ? scratch_load(ex, m + 3) : scratch_load(ex, m + 0)),  // row of m^dagger
+                  cross = cconj(one ? scratch_load(ex, m + 1) : scratch_load(ex, m + 2));
     Cplx<T>* v = st.psi[lane];
     Cplx<T>* w = st.lam[lane];
     const Cplx<T>* pv = st.pa[lane];
@@ -1098,7 +1167,8 @@ QLAM_HD void gate_global_backward(Exec& ex, AdjointState<T, R, Exec>& st, const 
     const T S[8] = {one ? zero : sd.re, one ? zero : sd.im, one ? sc.re : zero, one ? sc.im : zero,
                     one ? zero : sc.re, one ? zero : sc.im, one ? sd.re : zero, one ? sd.im : zero};
     T grad[3];
-    rot_grad_parts(tr[0], tr[1], tr[2], tr[3], tr[4], tr[5], S, T(0.5), grad);
+    rot_grad_parts(scratch_load(ex, tr + 0), scratch_load(ex, tr + 1), scratch_load(ex, tr + 2),
+                   scratch_load(ex, tr + 3), scratch_load(ex, tr + 4), scratch_load(ex, tr + 5), S, T(0.5), grad);
     for (int k = 0; k < 3; ++k) acc[lane][Stride * slot + k] += grad[k];
   });
 }
@@ -1138,7 +1208,8 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
       ex.run([&](Lane lane) {  // local qubits, last first
         static_for<0, K>([&](auto I) {
           constexpr int j = K - 1 - decltype(I)::value;
-          gate_local_backward<j, Stride, R>(st.psi[lane], st.lam[lane], mats + 4 * j, trig + 6 * j, acc[lane]);
+          gate_local_backward<j, Stride, R>(ex, st.psi[lane], st.lam[lane], mats + 4 * j, trig + 6 * j,
+                                            acc[lane]);
         });
       });
       reduce_scatter(ex, acc);

@@ -33,12 +33,15 @@ for dtype in (torch.float32, torch.float64):
                 torch.cuda.synchronize()
                 print(f"ran {dtype} n={n} {entangler} pair_features={pair_features}: "
                       f"features {tuple(features.shape)} finite={bool(torch.isfinite(features).all())}", flush=True)
-                # Issue 15's register program (forward only), at the host's lanes and at one lane per state
-                # where that fits its registers.
+                # Issue 15's register program, forward then backward, at the host's lanes and at one lane
+                # per state where that fits its registers (R <= 16 / 4 forward, 16 / 8 backward).
+                a, e = angles.detach(), None if ent is None else ent.detach()
                 for lanes in (0, 1) if 2**n <= (16 if dtype == torch.float32 else 4) else (0,):
-                    out = torch.ops.qlam._register_forward(angles.detach(), None if ent is None else ent.detach(),
-                                                           None, lengths, entangler, pair_features, 2, lanes)
+                    out = torch.ops.qlam._register_forward(a, e, None, lengths, entangler, pair_features, 2, lanes)
+                    grads = torch.ops.qlam._register_backward(torch.ones_like(out[0]), None, a, e, out[1], out[2],
+                                                              lengths, entangler, pair_features, 2, lanes)
                     torch.cuda.synchronize()
                     print(f"ran the register program, lanes_per_state={lanes}: "
-                          f"finite={bool(torch.isfinite(out[0]).all())}", flush=True)
+                          f"finite={bool(torch.isfinite(out[0]).all() and torch.isfinite(grads[0]).all())}",
+                          flush=True)
 print("cuda_sanitizer_case: all cases ran")

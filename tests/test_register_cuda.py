@@ -1,16 +1,21 @@
-"""Issue 15's register program launched on a GPU (qlam::_register_forward, csrc/cuda/register_cuda.cu):
-its forward must agree with the reference in float64 and with its own CPU emulation, for every
-lanes_per_state the kernel supports. Needs a CUDA GPU; scripts/gpu_check.sh runs it."""
+"""Issue 15's register program launched on a GPU (qlam::_register_forward and qlam::_register_backward,
+csrc/cuda/register_cuda.cu): its forward must agree with the reference in float64 and with its own CPU
+emulation, and its backward with the reference's autograd gradients, with today's CUDA backward
+(qlam::scan_backward) and with its CPU emulation, for every lanes_per_state the kernels support. Needs a
+CUDA GPU; scripts/gpu_check.sh runs it. Written without a GPU: these tests have not run yet."""
 import pytest
 import torch
 
 from qlam import reference
 from scan_cases import DEVICES, Case, make_inputs
+from test_warp_register_emulation import FLOAT32_GRAD_ATOL, assert_grads_match, output_grads, reference_grads
 
 pytestmark = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU and a build with the CUDA kernels")
 
-# Most amplitudes per lane the kernel keeps in registers (register_cuda.cu, kMaxRegisters).
+# Most amplitudes per lane the kernels keep in registers (register_cuda.cu, kMaxRegisters and
+# kMaxBackwardRegisters).
 MAX_REGISTERS = {torch.float32: 16, torch.float64: 4}
+MAX_BACKWARD_REGISTERS = {torch.float32: 16, torch.float64: 8}
 
 
 def run(args, lanes, checkpoint_every=2, op=None):
@@ -19,9 +24,32 @@ def run(args, lanes, checkpoint_every=2, op=None):
               args["pair_features"], checkpoint_every, lanes)
 
 
-def lanes_for(n, dtype):
-    """Every lanes_per_state the kernel accepts at n (0: the host's choice)."""
-    return [0] + [g for g in (1, 2, 4, 8, 16, 32) if 2**n // min(g, 2**n) <= MAX_REGISTERS[dtype]]
+def run_backward(args, grads, final, checkpoints, lanes, checkpoint_every, op=None):
+    op = op or torch.ops.qlam._register_backward
+    return op(*grads, args["angles"], args["ent_angles"], final, checkpoints, args["lengths"], args["entangler"],
+              args["pair_features"], checkpoint_every, lanes)
+
+
+def lanes_for(n, dtype, limits=MAX_REGISTERS):
+    """Every lanes_per_state the kernel accepts at n, and 0 (the host's choice) where there is one."""
+    fits = [g for g in (1, 2, 4, 8, 16, 32) if 2**n // min(g, 2**n) <= limits[dtype]]
+    return ([0] if fits else []) + fits
+
+
+def to_cpu(x):
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_cpu(v) for v in x)
+    if isinstance(x, dict):
+        return {k: to_cpu(v) for k, v in x.items()}
+    return x.cpu() if isinstance(x, torch.Tensor) else x
+
+
+def to_cuda(x):
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_cuda(v) for v in x)
+    if isinstance(x, dict):
+        return {k: to_cuda(v) for k, v in x.items()}
+    return x.cuda() if isinstance(x, torch.Tensor) else x
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -35,13 +63,15 @@ def test_register_kernel_matches_reference_and_emulation(n, entangler, dtype):
     args = make_inputs(case, dtype=dtype, device="cuda")
     args["lengths"] = args64["lengths"].cuda()
     tol = 1e-10 if dtype == torch.float64 else 2e-5
+    if not lanes_for(n, dtype):  # float64 at n = 8: R = 8 > 4 even at G = 32, and 0 says so
+        with pytest.raises(RuntimeError, match="amplitudes per lane; at most"):
+            run(args, 0)
     for lanes in lanes_for(n, dtype):
         features, final, checkpoints = run(args, lanes)
         torch.testing.assert_close(features.cpu().double(), want_features, atol=tol, rtol=0)
         torch.testing.assert_close(final.cpu().to(want_final.dtype), want_final, atol=tol, rtol=0)
         if lanes:  # the emulation runs the same program with the same lanes on the CPU
-            cpu = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
-            emulated = run(cpu, lanes, op=torch.ops.qlam._register_emulation_forward)
+            emulated = run(to_cpu(args), lanes, op=torch.ops.qlam._register_emulation_forward)
             torch.testing.assert_close(checkpoints.cpu(), emulated[2], atol=tol, rtol=0)
 
 
@@ -51,3 +81,124 @@ def test_register_kernel_refuses_bad_lanes_and_states_too_large_for_registers():
         run(args, 3)
     with pytest.raises(RuntimeError, match="amplitudes per lane"):
         run(args, 2)  # 128 amplitudes per lane
+
+
+# ---------------------------------------------------------------- backward
+
+_BACKWARD_CASES = {}  # (n, entangler, dtype): inputs on the GPU, output gradients, reference gradients
+
+
+def backward_case(n, entangler, dtype):
+    """B = 5 sequences of lengths 6, 0, 3, 6, 1 (T = 6), a random initial state, pair features from n = 2;
+    the reference gradients by float64 autograd from the very output gradients the kernels see."""
+    key = (n, entangler, dtype)
+    if key not in _BACKWARD_CASES:
+        case = Case(B=5, T=6, H=3, L=2, n=n, entangler=entangler, pair_features=n > 1)
+        lengths = torch.tensor([6, 0, 3, 6, 1])
+        args64, args = make_inputs(case), make_inputs(case, dtype=dtype, device="cuda")
+        args64["lengths"], args["lengths"] = lengths, lengths.cuda()
+        grads = output_grads(args64, dtype=dtype)
+        _BACKWARD_CASES[key] = args, to_cuda(grads), reference_grads(args64, *grads)
+    return _BACKWARD_CASES[key]
+
+
+def saved_forward(args, checkpoint_every):
+    """The final state and checkpoints the backward reads, from today's CUDA forward (any n, any dtype)."""
+    _, final, checkpoints = torch.ops.qlam.scan_forward(args["angles"], args["ent_angles"], args["init_state"],
+                                                        args["lengths"], args["entangler"], args["pair_features"],
+                                                        checkpoint_every)
+    return final, checkpoints
+
+
+@pytest.mark.parametrize("checkpoint_every", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("entangler", reference.ENTANGLERS)
+@pytest.mark.parametrize("n", [1, 3, 5, 8])
+def test_register_backward_matches_reference_today_and_emulation(n, entangler, dtype, checkpoint_every):
+    """Every G the backward accepts (and 0): against the float64 reference, today's CUDA backward (the same
+    float32 norm restoration) and the CPU emulation of the same program with the same lanes."""
+    args, grads, want = backward_case(n, entangler, dtype)
+    tol = 1e-10 if dtype == torch.float64 else FLOAT32_GRAD_ATOL
+    final, checkpoints = saved_forward(args, checkpoint_every)
+    today = to_cpu(torch.ops.qlam.scan_backward(*grads, args["angles"], args["ent_angles"], final, checkpoints,
+                                                args["lengths"], args["entangler"], args["pair_features"],
+                                                checkpoint_every))
+    lanes_list = lanes_for(n, dtype, MAX_BACKWARD_REGISTERS)
+    assert lanes_list, f"the backward keeps no G at n = {n}, {dtype}"
+    for lanes in lanes_list:
+        got = run_backward(args, grads, final, checkpoints, lanes, checkpoint_every)
+        assert got[0].dtype == dtype and got[0].is_cuda
+        got = to_cpu(got)
+        assert_grads_match(got, want, atol=tol)
+        assert_grads_match(got, today, atol=tol)
+        if lanes:  # the emulation runs the same program with the same lanes on the CPU
+            emulated = run_backward(to_cpu(args), to_cpu(grads), final.cpu(), checkpoints.cpu(), lanes,
+                                    checkpoint_every, op=torch.ops.qlam._register_emulation_backward)
+            assert_grads_match(got, emulated, atol=tol)
+
+
+@pytest.mark.parametrize("missing", ["grad_features", "grad_final_state", "both"])
+@pytest.mark.parametrize("n,entangler", [(2, "rzz"), (5, "cnot"), (8, "rzz")])
+def test_register_backward_without_some_output_grads(n, entangler, missing):
+    """grad_features and/or grad_final_state None (the kernel reads them as zeros), no lengths, no initial
+    state (|0...0>), float64."""
+    case = Case(B=2, T=4, H=2, L=2, n=n, entangler=entangler, pair_features=True, with_init=False,
+                with_lengths=False)
+    args = make_inputs(case)
+    gf, gs = output_grads(args)
+    gf = None if missing in ("grad_features", "both") else gf
+    gs = None if missing in ("grad_final_state", "both") else gs
+    want = reference_grads(args, gf, gs)
+    args = to_cuda(args)
+    final, checkpoints = saved_forward(args, 3)
+    for lanes in lanes_for(n, torch.float64, MAX_BACKWARD_REGISTERS):
+        got = run_backward(args, to_cuda((gf, gs)), final, checkpoints, lanes, 3)
+        assert_grads_match(to_cpu(got), want, atol=1e-10)
+
+
+@pytest.mark.parametrize("lanes", [0, 32])
+def test_register_backward_largest_float32_state(lanes):
+    """n = 9 in float32: R = 16 at G = 32, the most registers the backward keeps (0 picks G = 32)."""
+    case = Case(B=2, T=3, H=1, L=2, n=9, entangler="rzz", pair_features=True)
+    args64 = make_inputs(case)
+    args64["lengths"] = torch.tensor([3, 2])
+    args = make_inputs(case, dtype=torch.float32, device="cuda")
+    args["lengths"] = args64["lengths"].cuda()
+    grads = to_cuda(output_grads(args, dtype=torch.float32))
+    final, checkpoints = saved_forward(args, 2)
+    got = run_backward(args, grads, final, checkpoints, lanes, 2)
+    assert_grads_match(to_cpu(got), reference_grads(args64, *to_cpu(grads)), atol=FLOAT32_GRAD_ATOL)
+
+
+@pytest.mark.parametrize("lanes", [0, 2, 32])  # n = 4: 8, 8 and 1 amplitudes per lane (32 lanes: 16 used)
+def test_register_backward_empty_sequences(lanes):
+    """T = 0: no angle gradients, and grad_init_state is grad_final_state."""
+    args = make_inputs(Case(B=2, T=0, H=1, L=1, n=4, with_lengths=False), device="cuda")
+    grads = to_cuda(output_grads(to_cpu(args)))
+    final, checkpoints = saved_forward(args, 1)
+    ga, ge, gi = run_backward(args, grads, final, checkpoints, lanes, 1)
+    assert ga.shape == (2, 0, 1, 1, 4, 3) and ge.numel() == 0
+    torch.testing.assert_close(gi, grads[1], atol=0, rtol=0)
+
+
+def test_register_backward_refuses_bad_lanes_and_states_too_large_for_registers():
+    case = Case(B=1, T=2, H=1, L=1, n=8)
+    for dtype, too_few in ((torch.float32, 8), (torch.float64, 16)):  # 32 and 16 amplitudes per lane
+        args = make_inputs(case, dtype=dtype, device="cuda")
+        grads = to_cuda(output_grads(to_cpu(args), dtype=dtype))
+        final, checkpoints = saved_forward(args, 0)
+        with pytest.raises(RuntimeError, match="_register_backward: lanes_per_state must be 0"):
+            run_backward(args, grads, final, checkpoints, 3, 0)
+        with pytest.raises(RuntimeError, match="amplitudes per lane; at most"):
+            run_backward(args, grads, final, checkpoints, too_few, 0)
+
+
+def test_register_backward_meta_shapes():
+    """The Meta kernel (torch.compile, export): the outputs' shapes without running anything."""
+    args = make_inputs(Case(B=2, T=3, H=2, L=2, n=5, entangler="rzz", pair_features=True), device="meta")
+    grads = (torch.empty(2, 3, 2, 51, device="meta", dtype=torch.float64),
+             torch.empty(2, 2, 32, device="meta", dtype=torch.complex128))
+    final = torch.empty(2, 2, 32, device="meta", dtype=torch.complex128)
+    checkpoints = torch.empty(2, 2, 3, 32, device="meta", dtype=torch.complex128)
+    ga, ge, gi = run_backward(args, grads, final, checkpoints, 0, 1)
+    assert ga.shape == (2, 3, 2, 2, 5, 3) and ge.shape == (2, 3, 2, 2, 5) and gi.shape == (2, 2, 32)

@@ -1,9 +1,13 @@
-// qlam::_register_forward on CUDA: issue 15's register program (register_program.h) launched
-// on a GPU, forward only, as a test and benchmark hook beside the default kernels of
-// scan_cuda.cu (which qlam.ops.scan keeps using). Each group of G lanes of a warp runs one
+// qlam::_register_forward and qlam::_register_backward on CUDA: issue 15's register program
+// (register_program.h) launched on a GPU, as test and benchmark hooks beside the default kernels
+// of scan_cuda.cu (which qlam.ops.scan keeps using). Each group of G lanes of a warp runs one
 // state with 2**n / G amplitudes per lane in registers; G comes from the caller or, with
-// lanes_per_state = 0, from register_lanes below. NOT YET RUN ON A GPU: compiled only; the
-// program itself is proven by its CPU emulation (tests/test_warp_register_emulation.py).
+// lanes_per_state = 0, from register_lanes below. The backward (uncomputation, the arguments and
+// results of scan_backward) has its own register limit, measured like the forward's: it keeps
+// psi, lam and two partner arrays live. NEVER RUN ON A GPU: both kernels are compiled only
+// (tests/test_ptxas_budget.py checks their registers, spills and stack); the program itself is
+// proven by its CPU emulation (tests/test_warp_register_emulation.py), and
+// tests/test_register_cuda.py is written but has not run.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -16,77 +20,135 @@ namespace {
 
 constexpr int kWarpLanes = 32;
 
-// Most amplitudes per lane: ptxas keeps R = 16 (float32) and R = 4 (float64) in registers
-// without spills (tests/cuda/ptxas_budget.json); float64 R = 8 spills.
+// Most amplitudes per lane, forward: ptxas keeps R = 16 (float32) and R = 4 (float64) in
+// registers without spills (tests/cuda/ptxas_budget.json); float64 R = 8 spills (68 bytes).
 template <typename T>
 constexpr int kMaxRegisters = sizeof(T) == 4 ? 16 : 4;
+
+// Most amplitudes per lane, backward: a global rotation keeps psi, lam and both partner arrays
+// live (4R complex) beside the gradient slots. nvcc 13.0, sm_90: float32 R = 16 and float64
+// R = 8 take all 255 registers without spilling (tests/cuda/ptxas_budget.json), so the limits
+// have no headroom: a change to the program that spills there must lower them.
+template <typename T>
+constexpr int kMaxBackwardRegisters = sizeof(T) == 4 ? 16 : 8;
+
+// This thread's group (G consecutive lanes of the one-warp block) and the state it runs.
+__device__ regprog::WarpGroupExecutor group_executor(int G) {
+  const int lane = int(threadIdx.x), group = lane / G;
+  const unsigned mask = G == kWarpLanes ? 0xffffffffu : ((1u << G) - 1u) << (group * G);
+  return regprog::WarpGroupExecutor{lane % G, G, mask};
+}
+__device__ int64_t group_state(int G) { return int64_t(blockIdx.x) * (kWarpLanes / G) + threadIdx.x / G; }
 
 // One warp per block; the warp's 32 / G groups each run one state.
 template <typename T, int R>
 __global__ void register_forward_kernel(const ScanArgs<T> a, int G) {
   extern __shared__ __align__(16) unsigned char smem[];
   auto* scratch = reinterpret_cast<regprog::GroupScratch<T>*>(smem);
-  const int lane = int(threadIdx.x), group = lane / G;
-  const int64_t s = int64_t(blockIdx.x) * (kWarpLanes / G) + group;
+  const int64_t s = group_state(G);
   if (s >= a.num_states()) return;  // whole groups leave together; their masks name only themselves
-  const unsigned mask = G == kWarpLanes ? 0xffffffffu : ((1u << G) - 1u) << (group * G);
-  regprog::WarpGroupExecutor ex{lane % G, G, mask};
+  regprog::WarpGroupExecutor ex = group_executor(G);
   regprog::RegisterState<T, R, regprog::WarpGroupExecutor> st;
-  regprog::scan_forward_state(ex, a, s, st, scratch[group]);
+  regprog::scan_forward_state(ex, a, s, st, scratch[threadIdx.x / G]);
 }
 
 template <typename T, int R>
-void launch_register(const ScanArgs<T>& a, int G) {
+__global__ void register_backward_kernel(const ScanArgs<T> a, int G) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  auto* scratch = reinterpret_cast<regprog::BackwardScratch<T>*>(smem);
+  const int64_t s = group_state(G);
+  if (s >= a.num_states()) return;
+  regprog::WarpGroupExecutor ex = group_executor(G);
+  regprog::AdjointState<T, R, regprog::WarpGroupExecutor> st;
+  regprog::scan_backward_state(ex, a, s, st, scratch[threadIdx.x / G]);
+}
+
+// One warp per block, 32 / G groups of it with one Scratch each in dynamic shared memory.
+template <class Scratch, typename T, typename Kernel>
+void launch_groups(Kernel kernel, const ScanArgs<T>& a, int G) {
   const int64_t groups_per_block = kWarpLanes / G, blocks = (a.num_states() + groups_per_block - 1) / groups_per_block;
-  const size_t shared = sizeof(regprog::GroupScratch<T>) * size_t(groups_per_block);
+  const size_t shared = sizeof(Scratch) * size_t(groups_per_block);
   if (shared > 48 * 1024)
-    C10_CUDA_CHECK(cudaFuncSetAttribute(register_forward_kernel<T, R>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
-  register_forward_kernel<T, R><<<dim3(unsigned(blocks)), dim3(kWarpLanes), shared,
-                                  at::cuda::getCurrentCUDAStream()>>>(a, G);
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)));
+  kernel<<<dim3(unsigned(blocks)), dim3(kWarpLanes), shared, at::cuda::getCurrentCUDAStream()>>>(a, G);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename T>
-void dispatch_registers(const ScanArgs<T>& a, int G) {
-  const bool found = regprog::with_register_count<kMaxRegisters<T>>(
-      a.N, G, [&](auto r) { launch_register<T, decltype(r)::value>(a, G); });
+void dispatch_forward(const ScanArgs<T>& a, int G) {
+  const bool found = regprog::with_register_count<kMaxRegisters<T>>(a.N, G, [&](auto r) {
+    launch_groups<regprog::GroupScratch<T>>(register_forward_kernel<T, decltype(r)::value>, a, G);
+  });
   TORCH_CHECK(found, "qlam._register_forward: 2**n / lanes_per_state = ", a.N / G, " amplitudes per lane; at most ",
               kMaxRegisters<T>, " are kept in registers for this dtype");
 }
 
-// Lanes per state when the caller leaves it to us: the fewest lanes that keep a state's
-// amplitudes within kMaxRegisters per lane (fewer shuffles), at most a warp.
 template <typename T>
-int register_lanes(int64_t N) {
-  int64_t G = 1;
-  while (G < kWarpLanes && N / G > kMaxRegisters<T>) G *= 2;
-  return int(G);
+void dispatch_backward(const ScanArgs<T>& a, int G) {
+  const bool found = regprog::with_register_count<kMaxBackwardRegisters<T>>(a.N, G, [&](auto r) {
+    launch_groups<regprog::BackwardScratch<T>>(register_backward_kernel<T, decltype(r)::value>, a, G);
+  });
+  TORCH_CHECK(found, "qlam._register_backward: 2**n / lanes_per_state = ", a.N / G,
+              " amplitudes per lane; at most ", kMaxBackwardRegisters<T>,
+              " are kept in registers for this dtype in the backward");
 }
+
+// Lanes per state: the caller's, or when it leaves it to us (0) the fewest lanes that keep a
+// state's amplitudes within max_r per lane (fewer shuffles), at most a warp; never more lanes
+// than amplitudes (a state of 2**n < G amplitudes uses 2**n lanes).
+int register_lanes(const char* op, int64_t lanes_per_state, int64_t N, int max_r) {
+  TORCH_CHECK(lanes_per_state == 0 || (lanes_per_state >= 1 && lanes_per_state <= kWarpLanes &&
+                                       (lanes_per_state & (lanes_per_state - 1)) == 0),
+              "qlam.", op, ": lanes_per_state must be 0 (chosen from n) or a power of two from 1 to ", kWarpLanes,
+              ", got ", lanes_per_state);
+  int64_t G = lanes_per_state;
+  if (G == 0) {
+    G = 1;
+    while (G < kWarpLanes && N / G > max_r) G *= 2;
+  }
+  return int(std::min<int64_t>(G, N));
+}
+
+void check_lanes_argument(const char* op, int64_t lanes_per_state) { register_lanes(op, lanes_per_state, 1, 1); }
 
 std::tuple<Tensor, Tensor, Tensor> register_forward_cuda(const Tensor& angles, const OptTensor& ent_angles,
                                                          const OptTensor& init_state, const OptTensor& lengths,
                                                          c10::string_view entangler, bool pair_features,
                                                          int64_t checkpoint_every, int64_t lanes_per_state) {
-  TORCH_CHECK(lanes_per_state == 0 || (lanes_per_state >= 1 && lanes_per_state <= kWarpLanes &&
-                                       (lanes_per_state & (lanes_per_state - 1)) == 0),
-              "qlam._register_forward: lanes_per_state must be 0 (chosen from n) or a power of two from 1 to ",
-              kWarpLanes, ", got ", lanes_per_state);
+  check_lanes_argument("_register_forward", lanes_per_state);  // before any input is read
   const c10::cuda::CUDAGuard guard(angles.device());
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
                                      checkpoint_every);
   AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_register_forward_cuda", [&] {
     const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
     if (a.num_states() == 0) return;
-    int G = lanes_per_state ? int(lanes_per_state) : register_lanes<scalar_t>(a.N);
-    G = int(std::min<int64_t>(G, a.N));  // a state of 2**n < G amplitudes uses 2**n lanes
-    dispatch_registers(a, G);
+    dispatch_forward(a, register_lanes("_register_forward", lanes_per_state, a.N, kMaxRegisters<scalar_t>));
   });
   return {f.features, f.final_state, f.checkpoints};
 }
 
+std::tuple<Tensor, Tensor, Tensor> register_backward_cuda(
+    const OptTensor& grad_features, const OptTensor& grad_final_state, const Tensor& angles,
+    const OptTensor& ent_angles, const Tensor& final_state, const Tensor& checkpoints, const OptTensor& lengths,
+    c10::string_view entangler, bool pair_features, int64_t checkpoint_every, int64_t lanes_per_state) {
+  check_lanes_argument("_register_backward", lanes_per_state);
+  const c10::cuda::CUDAGuard guard(angles.device());
+  BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
+                                       checkpoints, lengths, entangler, pair_features, checkpoint_every);
+  AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_register_backward_cuda", [&] {
+    const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
+    if (a.num_states() == 0) return;
+    dispatch_backward(a, register_lanes("_register_backward", lanes_per_state, a.N,
+                                        kMaxBackwardRegisters<scalar_t>));
+  });
+  return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(qlam, CUDA, m) { m.impl("_register_forward", &register_forward_cuda); }
+TORCH_LIBRARY_IMPL(qlam, CUDA, m) {
+  m.impl("_register_forward", &register_forward_cuda);
+  m.impl("_register_backward", &register_backward_cuda);
+}
 
 }  // namespace qlam
