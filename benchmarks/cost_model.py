@@ -29,7 +29,8 @@ Throughput, per SM holding w warps, cycles per token (every warp advances one to
                instructions * CPI_SOLO + its own wavefronts and shuffles (the pipe takes them one a cycle)
                + smem round trips * LAT smem + dependent shuffles * LAT shfl + dependent ALU ops * LAT alu
                + L1 / DRAM loads waited for * their latency + syncs * LAT sync
-    time     = max of the five (no overlap credit beyond the max: optimistic where two are close).
+    time     = max of the five (no overlap credit beyond the max: optimistic where two are close; OVERLAP =
+               "chance", a sensitivity variant, replaces the latency bound by a smooth one, see sm_cycles).
 The launch: blocks of warps (today: up to 8 per block, as many as 48 KiB allows)
 are dealt round-robin over the SMs; as many stay resident as registers (64K
 32-bit per SM, allocated per warp in units of 256), shared memory (per SM, plus
@@ -52,18 +53,25 @@ Assumptions (the ones a measurement should check first are marked *):
   4 stores and 16 FP32 ops: the other 13.5 (int64 index arithmetic, addresses, loop) are
   charged to every loop over pairs, +4 for the CNOT's second inserted bit; the gate matrix is
   re-read in every iteration (psi and mats may alias); precise sinf/cosf 20 instructions.
-- The register design (see register_counts): 16 FP32 instructions per amplitude pair per gate
-  forward, 48 backward; 2 A + 40 registers per thread forward, 4 A + 40 backward (A = 2**n / G
-  amplitudes per lane), over 255 not allowed; a remap at each layer boundary and one more per
-  extra group of gates (L * ceil(n / k) per token, k = n - log2 G local qubits), as a
-  shared-memory transpose (64-bit, conflict-free with an XOR swizzle: simulated; padding alone is
-  conflict-free only when k <= log2 G) or as shuffles,
-  whichever is cheaper; the CNOT ring folded into those remaps (free)*, or, with no remap
-  (G = 1), a register permutation (2 A moves per token); measurements as per-lane partial sums
-  and one reduce-scatter per token; gradient sums reduced per layer; gate matrices computed by
-  their owner lane (n L / G each) and broadcast through shared memory; angles prefetched a token
-  ahead (no DRAM latency on the path)*. Instruction-cache misses of the fully unrolled code are
-  not modelled* (the static code size is reported).
+- The register design as built (csrc/register_program.h, launched by csrc/cuda/register_cuda.cu; see
+  register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
+  at run time (register_forward_kernel<float, R>: 64 / 72 / 96 / 128 / 255 at R = 1 / 2 / 4 / 8 / 16; no
+  kernel, hence no G, for R >= 32); the backward's from that file once it has register_backward_kernel
+  entries, until then 87 / 96 / 110 / 128 / 255 at R = 1 / 2 / 4 / 8 / 16 (R = 8, 16 as register_program.h
+  quotes them; all measured with nvcc 13.0 on the uncommitted backward kernel, 2026-11-26). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers allocated
+  per warp in units of 256, the group scratch (960 / 1536 bytes per state) in shared memory; at n = 8 that
+  is 16 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
+  counted them (register_shuffles: a global gate fetches the partner's R amplitudes, 2R SHFL, no qubit
+  remap; the forward reduces each qubit's 3 features by a butterfly, 3 log2 G SHFL, not a reduce-scatter;
+  the backward one reduce-scatter of 3 min(K + 5, 12) sums per layer). FP32 instructions per lane: 10R a
+  gate forward, 32R backward (undo_gate_pair: 64 per pair; nvcc keeps cmul's FMUL + FFMA and cadd's FADD
+  apart, as the SASS shows), features 6R per local and 9R per global
+  qubit, sources 12R per qubit, + rot_grad_parts per gate and lane backward; matrices built by owner
+  lanes (one sync per layer) and read by every lane (8 LDS.32, + 6 trig backward, bank conflicts between
+  groups simulated); angles loaded per layer from DRAM on the dependent path (no prefetch); the local
+  CNOTs' register permutation materialised per layer (2R moves per state array). G per point: the least
+  predicted time over every G whose R has a kernel; today's program where it is faster. Instruction-cache
+  misses of the unrolled code are not modelled* (the rough static code size is reported).
 """
 from __future__ import annotations
 
@@ -382,16 +390,28 @@ def blocks_per_sm(gpu: GPU, warps_per_block: int, regs_per_thread: int, smem_per
 BOUNDS = ("issue", "fp32", "mio", "dram", "latency")
 
 
+# How one warp's stalls overlap the other warps' work: "max" (the model: time = the largest bound, full
+# overlap), or "chance" (a sensitivity variant: each of the w warps of a scheduler is ready a fraction
+# p = (its issue or FP32 cycles) / (its chain) of the time, independently, so the scheduler is busy
+# 1 - (1 - p)**w of it; equal to the chain for one warp and to the throughput bound for many).
+OVERLAP = "max"
+
+
 def sm_cycles(gpu: GPU, c: Counts, w: int, dram_bytes: float) -> dict:
     """Cycles per token of an SM holding w warps that each do the work c (and move dram_bytes)."""
     per_scheduler = math.ceil(w / SCHEDULERS)
     fp32_rate = gpu.fp32_lanes / SCHEDULERS / WARP  # FP32 warp-instructions per cycle per scheduler
+    chain = chain_cycles(c)
+    if OVERLAP == "chance" and chain > 0:
+        busy = max(c.instructions, c.fp32 / fp32_rate)
+        p = min(1.0, busy / chain)
+        chain = per_scheduler * busy / (1 - (1 - p) ** per_scheduler)
     return {
         "issue": per_scheduler * c.instructions,
         "fp32": per_scheduler * c.fp32 / fp32_rate,
         "mio": w * (c.wavefronts + c.shuffles),
         "dram": w * dram_bytes / gpu.dram_bytes_per_sm_cycle,
-        "latency": chain_cycles(c),
+        "latency": chain,
     }
 
 
@@ -443,22 +463,91 @@ def shared_kernel(gpu: GPU, n: int, S: int, kernel: str) -> dict:
             "chain": chain_cycles(c)}
 
 
-# ---------------------------------------------------------------- the register design
+# ---------------------------------------------------------------- the register design, as built
+
+# The program is csrc/register_program.h (forward and backward), launched by csrc/cuda/register_cuda.cu:
+# one warp per block, its 32 / G groups of G lanes each running one state, R = 2**n / G amplitudes per lane
+# in registers (R a template parameter), the group's scratch (gate matrices, double-buffered by layer) in
+# dynamic shared memory. A gate on a global qubit fetches the partner lane's R amplitudes with xor-shuffles
+# (no qubit remap); features are reduced by a butterfly per qubit, the backward's angle gradients by one
+# reduce-scatter per layer.
 
 MAT_PREP = 3 + 5 + 6 * TRIG + 8    # one gate's matrix from its angles (owner lane): loads, half-angles, trig, products
-ROT_GRAD = 43                       # rot_grad_parts after the trig (shared with the matrix) and 3 stores
-REG_OVERHEAD = 40                   # registers besides the amplitudes
+ROT_GRAD = 43                       # gates.h rot_grad_parts from the six trig values and S (every lane, every gate)
+MAX_QUBITS = 12                     # gates.h kMaxQubits: the scratch arrays' size
+MAX_GLOBAL_QUBITS = 5               # register_program.h kMaxGlobalQubits (G <= 32)
+# sizeof(GroupScratch<float>) (mats[2][4 * 12] complex, gzz[2][2 * 12]) and BackwardScratch<float> (+ trig[2][6 * 12])
+SCRATCH_BYTES = {"forward": 2 * 4 * MAX_QUBITS * 8 + 2 * 2 * MAX_QUBITS * 4,
+                 "backward": 2 * 4 * MAX_QUBITS * 8 + 2 * 2 * MAX_QUBITS * 4 + 2 * 6 * MAX_QUBITS * 4}
+
+PTXAS_BUDGET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "cuda",
+                            "ptxas_budget.json")
+# The backward kernel's registers where tests/cuda/ptxas_budget.json has no entry for it yet. register_program.h's
+# backward comment quotes R = 8: 128, R = 16: 255 (nvcc 13, sm_90, float32, no spills; R = 32 spills 4.6 KB, not
+# allowed here); the rest were measured for this recalibration (2026-11-26) by `nvcc -cubin --resource-usage`
+# (nvcc 13.0, sm_90) on register_cuda.cu's register_backward_kernel<float, R> as another change was adding it
+# (uncommitted): 87 / 96 / 110 / 128 / 255 at R = 1 / 2 / 4 / 8 / 16, no spills. The JSON's entries, once
+# there, take precedence.
+BACKWARD_REGS_QUOTED = {1: 87, 2: 96, 4: 110, 8: 128, 16: 255}
+
+
+@lru_cache(maxsize=None)
+def ptxas_budget() -> dict:
+    """tests/cuda/ptxas_budget.json's kernels (read once per process, so the model follows the budgets)."""
+    if not os.path.exists(PTXAS_BUDGET):
+        return {}
+    with open(PTXAS_BUDGET) as f:
+        return json.load(f).get("kernels", {})
+
+
+def register_regs(kernel: str, R: int) -> Optional[tuple[int, str]]:
+    """Registers per thread of register_{kernel}_kernel<float, R> and where the number comes from, or None where
+    that R has no kernel that fits (R = 32 spills; R > 16 is not instantiated). The JSON's numbers are budgets:
+    the ptxas count rounded up to the allocation granularity (8 per thread), which gives the same occupancy."""
+    entry = ptxas_budget().get(f"register_{kernel}_kernel<float, {R}>")
+    if entry is not None:
+        if entry.get("spill_bytes", 0) > 0:
+            return None
+        return min(entry["registers"], MAX_REGS_PER_THREAD), "ptxas_budget.json"
+    if kernel == "backward" and R in BACKWARD_REGS_QUOTED:
+        return BACKWARD_REGS_QUOTED[R], "register_program.h / nvcc 13.0 on the uncommitted backward kernel"
+    return None
 
 
 def reduce_scatter_shuffles(values: int, G: int) -> int:
-    """SHFL per lane to reduce `values` sums over G lanes by recursive halving: at each of the log2 G levels a
-    lane keeps half of its values and receives the partner's partial sums of that half (one xor-shuffle per
-    kept value); once a single value is left a level is a plain xor-allreduce step."""
+    """register_program.h reduce_scatter: SHFL per lane to reduce `values` sums over G lanes by recursive
+    halving: at each of the log2 G levels a lane keeps half of its values (ceil) and receives the partner's
+    partial sums of that half, one xor-shuffle per kept value."""
     shfl, v = 0, values
     for _ in range(int(math.log2(G))):
         v = (v + 1) // 2
         shfl += v
     return shfl
+
+
+def grad_slots(K: int) -> int:
+    """register_program.h GradSlots<R>: min(K + 5, 12) qubit slots of the backward's gradient array."""
+    return min(K + MAX_GLOBAL_QUBITS, MAX_QUBITS)
+
+
+def register_shuffles(n: int, G: int, kernel: str) -> dict:
+    """SHFL instructions per lane and token of the program as built (float32, cnot ring, no pair features),
+    by phase: a complex exchange is 2 SHFL, the float32 norm's double 2 SHFL a level. The n = 8 totals are the
+    ones the instrumented CPU emulation counted (register_program.h's tables; tests/test_cost_model.py)."""
+    R = (1 << n) // G
+    K, g = int(math.log2(R)), int(math.log2(G))
+    ring = 1 if (K >= 1 and g >= 1) else 0           # the (K-1, K) exchange: R/2 complex per state array
+    if kernel == "forward":
+        return {"rotations": L * g * 2 * R,            # each global gate: the partner's R amplitudes
+                "ring": L * ring * R,
+                "features": g * 2 * R,                  # <X>, <Y> of each global qubit: the partner's amplitudes
+                "reductions": 3 * n * g,                # a butterfly of 3 values per qubit
+                "norm": 2 * g}
+    return {"rotations": L * g * 4 * R,                 # psi and lam both cross
+            "ring": L * ring * 2 * R,
+            "features": g * 2 * R,                      # the sources' partner along each global qubit
+            "reductions": L * reduce_scatter_shuffles(3 * grad_slots(K), G),
+            "norm": 2 * g}
 
 
 @lru_cache(maxsize=None)
@@ -467,7 +556,9 @@ def transpose_wavefronts(G: int, A: int, layout="swizzle") -> tuple[int, int]:
     amplitudes (64-bit STS) and reads A back in the new layout (64-bit LDS), which swaps the s = min(g, k)
     lowest lane-in-state bits with the s highest register bits (g = log2 G, k = log2 A). Element (lane l,
     register r) sits at 8-byte slot r * 32 + (l ^ top s bits of r) with layout "swizzle", or at
-    r * (32 + pad) + l with an integer pad. Returns (write wavefronts, read wavefronts); the ideal is 2 A each."""
+    r * (32 + pad) + l with an integer pad. Returns (write wavefronts, read wavefronts); the ideal is 2 A each.
+    Not used by the program as built (it has no remap); kept for a qubit remap through shared memory, which
+    should use the XOR swizzle: padding alone conflicts whenever k > g."""
     g, k = int(math.log2(G)), int(math.log2(A))
     s = min(g, k)
     mask = (1 << s) - 1
@@ -490,126 +581,125 @@ def transpose_wavefronts(G: int, A: int, layout="swizzle") -> tuple[int, int]:
     return write, read
 
 
-def matrix_word(gate: int, half: int, slot: int, G: int) -> int:
-    """Shared-memory word of a gate matrix half (4 floats) of the warp's state `slot`: the states' copies of
-    one half side by side, so lanes of different states hit consecutive 16-byte chunks."""
-    return ((gate * 2 + half) * (WARP // G) + slot) * 4
+@lru_cache(maxsize=None)
+def scratch_wavefronts(G: int, kernel: str, words: int, own_row: bool = False) -> int:
+    """Simulated wavefronts of `words` 32-bit reads of the group scratch, every lane of group i reading word
+    i * (scratch words) + c (a broadcast within the group; groups conflict when their scratch starts in the
+    same bank). own_row: lanes whose global bit is set read another entry (the gate's other row)."""
+    stride = SCRATCH_BYTES[kernel] // 4
+    total_waves = 0
+    for c in range(words):
+        lanes = [(lane // G) * stride + c + (8 if own_row and lane % G >= G // 2 and G > 1 else 0)
+                 for lane in range(WARP)]
+        total_waves += wavefronts(lanes)
+    return total_waves
 
 
 @lru_cache(maxsize=None)
-def matrix_wavefronts(G: int, gates: int) -> tuple[int, int]:
-    """Per warp and token (simulated): the owner lanes write their gates' matrices (two 128-bit STS per owned
-    gate; lane j of a state owns gates j, j + G, ...), then every lane reads all gates' matrices of its state
-    (two 128-bit LDS per gate, lanes of a state reading the same address)."""
-    write = read = 0
-    for o in range(math.ceil(gates / G)):
-        for half in range(2):
-            words = [matrix_word(o * G + lane % G, half, lane // G, G) if o * G + lane % G < gates else None
-                     for lane in range(WARP)]
-            write += wavefronts(words, 16)
-    for gate in range(gates):
-        for half in range(2):
-            read += wavefronts([matrix_word(gate, half, lane // G, G) for lane in range(WARP)], 16)
-    return write, read
-
-
-@lru_cache(maxsize=None)
-def register_counts(n: int, G: int, kernel: str, remap: str) -> Optional[tuple[Counts, int, int]]:
-    """Per warp and token for states spread over G lanes (32 / G states per warp), A = 2**n / G amplitudes per
-    lane in registers. Returns (counts, registers per thread, shared bytes per warp), or None if the state
-    does not fit in 255 registers. remap: "smem" (transpose through shared memory) or "shfl"."""
+def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, int]]:
+    """Per warp and token for states spread over G lanes (32 / G states per warp), R = 2**n / G amplitudes per
+    lane. Returns (counts, registers per thread, dynamic shared bytes per warp), or None where no kernel for that
+    R fits (register_regs). Counts are per lane = per warp-instruction (the lanes of a warp run in lockstep)."""
     N = 1 << n
-    A = N // G
-    if A < 2:
+    R = N // G
+    if R < 1 or G > WARP:
         return None
-    g = int(math.log2(G))
-    k = n - g
-    psi_count = 1 if kernel == "forward" else 2            # psi, and lam in the backward
-    regs = 2 * A * psi_count + REG_OVERHEAD
-    if regs > MAX_REGS_PER_THREAD:
+    got = register_regs(kernel, R)
+    if got is None:
         return None
-    gates = L * n
-    owned = math.ceil(gates / G)
-    c = Counts(instructions=30 + 2 * gates + math.ceil(3 * gates / G))  # token loop, per-gate setup, angle loads
-    # gate matrices: owners compute them; with G > 1 they go through shared memory to the state's lanes
-    prep = MAT_PREP + (ROT_GRAD if kernel == "backward" else 0)
-    c = c + Counts(instructions=owned * prep, fp32=owned * 13, dep_alu=TRIG_DEPTH + 2)
-    smem_bytes = 0
-    if G > 1:
-        write, read = matrix_wavefronts(G, gates)
-        c = c + Counts(instructions=owned * 2 + 2 * gates, smem=owned * 2 + 2 * gates,
-                       wavefronts=write + read, dep_smem=1) + SYNC
-        smem_bytes += (WARP // G) * gates * 8 * 4
+    regs = got[0]
+    K, g = int(math.log2(R)), int(math.log2(G))
+    owned = math.ceil(n / G)                             # matrices a lane builds per layer (lane q % G builds q)
+    shfl = register_shuffles(n, G, kernel)
+    c = Counts(instructions=30)                          # token loop, offsets, length test
+    # load_layer: owner lanes build their gates' matrices (+ the six trig values backward), one sync per layer
+    per_owned = MAT_PREP + 8 + 6 + (6 if kernel == "backward" else 0)   # + 8 STS (4 complex), loop, + 6 STS trig
+    c = c + L * (Counts(instructions=owned * per_owned, fp32=owned * 13, dep_dram=1, dep_alu=TRIG_DEPTH + 2) + SYNC)
+    # matrix (and trig) reads: 8 LDS.32 per gate, + 4 SEL of the lane's row on a global qubit; backward + 6 trig
+    reads = 8 + (6 if kernel == "backward" else 0)
+    waves = L * (K * scratch_wavefronts(G, kernel, reads) + g * scratch_wavefronts(G, kernel, reads, own_row=True))
+    c = c + Counts(instructions=L * n * reads + L * g * 4, smem=L * n * reads, wavefronts=waves, dep_smem=L)
+    arrays = 1 if kernel == "forward" else 2            # psi; psi and lam
+    # FP32 per gate and lane. nvcc 13 keeps cmul (FMUL + FFMA per component) and cadd (FADD) apart (no
+    # reassociation; the SASS of register_forward_kernel<float, 16> has FFMA : FMUL : FADD = 1.1 : 1 : 1), so a
+    # 2x2 complex on a pair is 20 instructions (10R a gate; a global gate's own row on R registers, the same);
+    # backward undo_gate_pair 64 a pair (two mat-vecs 40, four conj-multiplies into the 8 sums 24): 32R
+    fp_gate = 10 * R if kernel == "forward" else 32 * R
+    gates_fp = L * n * fp_gate
+    extra = (L * n * ROT_GRAD) if kernel == "backward" else 0           # rot_grad_parts per gate and lane
+    c = c + Counts(instructions=gates_fp + extra + L * g * 10,          # a global gate: mask, bit, loop
+                   fp32=gates_fp + (L * n * 30 if kernel == "backward" else 0),  # rot_grad_parts: ~30 FP32
+                   shuffles=shfl["rotations"], dep_shfl=L * g)
+    c = c + Counts(instructions=shfl["rotations"])        # the SHFL themselves
+    # cnot ring: local CNOTs permute registers (the permutation is materialised at the layer loop's back edge:
+    # 2R moves per array when K >= 2), the (K-1, K) exchange (R SHFL per array), relabelling (a few integer
+    # ops per global pair), the (n-1, 0) global-control swap (2R SEL per array)
+    ring = Counts(instructions=(2 * R * arrays if K >= 2 else 0) + 5 * max(g - 1, 0) + (2 * R * arrays + 3 if g and K else 0)
+                  + shfl["ring"] // L, shuffles=shfl["ring"] // L, dep_shfl=1 if shfl["ring"] else 0)
+    c = c + ring * L
+    # float32 norm restoration once per token: squared norm in double (2 F2F + 2 DFMA per amplitude),
+    # a butterfly of one double (2 SHFL + DADD a level), sqrt(target / now) in double, the scale (2R FMUL)
+    c = c + Counts(instructions=4 * R + shfl["norm"] + g + 30 + 2 * R + 2, fp32=2 * R, shuffles=shfl["norm"],
+                   dep_shfl=g, dep_alu=2 * g + 50)
     if kernel == "forward":
-        fp = gates * (A // 2) * 16                          # 2x2 complex on each pair: 16 FFMA/FMUL
-        fp += (3 * n + 2) * A                               # |a|^2, per qubit X, Y (2 A) and Z (A) partial sums
-        values = 3 * n + 1                                  # features and the norm
-        rs = reduce_scatter_shuffles(values, G)
-        c = c + Counts(instructions=fp + 2 * rs + 12 + 2 * math.ceil(values / G), fp32=fp + rs,
-                       shuffles=rs, dep_shfl=g, dep_alu=g + 4)
-        # the norm scale (rsqrt) folds into the next token's first gate matrices
+        # features: local qubit 12 FP32 per pair (6R), global 9 per register (9R) after its partner fetch;
+        # qubit_features 5; a butterfly of 3 values per qubit (g levels: 3 SHFL + 3 FADD); 3 predicated stores
+        fp = K * 6 * R + g * 9 * R + 5 * n + shfl["reductions"]
+        c = c + Counts(instructions=fp + shfl["features"] + shfl["reductions"] + n * 13 + g * 10,
+                       fp32=fp, shuffles=shfl["features"] + shfl["reductions"],
+                       dep_shfl=g + n * g, dep_alu=n * g, dep_l1=0)
     else:
-        fp = n * (A // 2) * 16                              # lam += 2 M psi for each qubit's feature gradients
-        fp += gates * (A // 2) * 48                         # uncompute psi, lam and accumulate the 8 sums
-        fp += 5 * A                                         # norm of psi, then its scaling
-        rs = L * reduce_scatter_shuffles(8 * n, G) + int(math.log2(G))
-        c = c + Counts(instructions=fp + 2 * rs + n * 2 + 2 * math.ceil(3 * gates / G), fp32=fp + rs,
-                       shuffles=rs, dep_shfl=L * g + g, dep_alu=L * g + g + 4)
-    if g == 0:
-        c = c + Counts(instructions=2 * A * psi_count)     # cnot ring as a register permutation, once per token
-    else:
-        remaps = L * math.ceil(n / k)
-        s = min(g, k)
-        if remap == "smem":
-            w_write, w_read = transpose_wavefronts(G, A)
-            one = Counts(instructions=2 * A, smem=2 * A, wavefronts=w_write + w_read, dep_smem=1) + SYNC
-            smem_bytes += WARP * A * 8 * psi_count
-        else:
-            one = Counts(instructions=3 * s * A, shuffles=s * A, dep_shfl=s, dep_alu=s)
-        c = c + one * (remaps * psi_count)
+        # feature sources: 3 gradient loads and M per qubit; add_twice 6 FP32, 4 per local pair (12R per qubit),
+        # R per global qubit's diagonal and R more after its partner fetch (12R)
+        fp = n * 12 * R
+        c = c + Counts(instructions=fp + n * 16 + shfl["features"] + g * 10, fp32=fp, shuffles=shfl["features"],
+                       dep_shfl=g, dep_dram=1)
+        # per layer: zero the gradient array, reduce-scatter (per kept value 1 SHFL + 2 SEL + 1 FADD),
+        # write_layer_grads (per iteration a store and the array shifted down by one)
+        size = 3 * grad_slots(K)
+        iters = math.ceil(3 * n / G)
+        per_layer = Counts(instructions=size + shfl["reductions"] // L * 4 + iters * (size + 12),
+                           fp32=shfl["reductions"] // L, shuffles=shfl["reductions"] // L, dep_shfl=g, dep_alu=g)
+        c = c + per_layer * L
+    smem_bytes = (WARP // G) * SCRATCH_BYTES[kernel]
     return c, regs, smem_bytes
 
 
 def static_code_kib(n: int, G: int, kernel: str) -> float:
-    """Rough size of the unrolled code (16 bytes an instruction): one gate body per local qubit position,
-    one measurement (or feature-source) body per qubit, remap and reduction code."""
-    A = (1 << n) // G
-    k = n - int(math.log2(G))
-    per_gate = (A // 2) * (16 if kernel == "forward" else 48)
-    body = k * per_gate + n * 3 * A + 4 * A + 400
+    """Rough size of the token loop's code (16 bytes an instruction): the local gates and local features are
+    unrolled per local qubit, the global-qubit loops are runtime loops over one body."""
+    R = (1 << n) // G
+    K = int(math.log2(R))
+    if kernel == "forward":
+        body = K * 10 * R + 12 * R + K * 6 * R + 11 * R + 12 * R + 600
+    else:
+        body = K * 32 * R + 36 * R + n * 12 * R + 16 * R + 3 * grad_slots(K) * 8 + 1200
     return body * 16 / 1024
 
 
 def register_kernel(gpu: GPU, n: int, S: int, kernel: str) -> dict:
-    """The best G (and remap variant) for this launch: the host picks the one with the least predicted time."""
+    """The best valid G for this launch: the least predicted time over G = 1, 2, ..., 32 (G <= 2**n) whose
+    R = 2**n / G has a kernel that fits (register_regs). The host's own default (register_cuda.cu
+    register_lanes: the fewest lanes with R <= 16) is one of the candidates; where it is not the best the
+    model is crediting a choice the host would have to be told (lanes_per_state)."""
     best = {}
     for G in (1, 2, 4, 8, 16, 32):
-        for remap in (("smem", "shfl") if G > 1 else ("none",)):
-            got = register_counts(n, G, kernel, remap)
-            if got is None:
-                continue
-            c, regs, smem_warp = got
-            warps_regs = REGS_PER_SM // regs_per_warp(regs)
-            # shared memory per warp, and the 1 KiB a block reserves spread over blocks of 4 warps
-            warps_smem = (gpu.smem_per_sm // (smem_warp + SMEM_RESERVED_PER_BLOCK // 4) if smem_warp
-                          else MAX_WARPS_PER_SM)
-            resident = min(MAX_WARPS_PER_SM, warps_regs, warps_smem)
-            if resident < 1:
-                continue
-            warps = math.ceil(S * G / WARP)
-            # one-warp blocks spread few warps over all SMs; with more, the smallest block that keeps
-            # every resident warp within the 32-block limit
-            wpb = 1
-            if warps > gpu.sms * min(resident, MAX_BLOCKS_PER_SM):
-                while resident // wpb > MAX_BLOCKS_PER_SM:
-                    wpb *= 2
-            cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel) * WARP / G, warps, wpb,
-                                                 min(MAX_BLOCKS_PER_SM, resident // wpb))
-            if not best or cycles < best["cycles"]:
-                best = {"program": "register", "cycles": cycles, "bound": bound, "waves": waves, "counts": c,
-                        "states_per_warp": WARP // G, "lanes_per_state": G, "remap": remap,
-                        "warps_per_sm": resident, "regs": regs, "chain": chain_cycles(c),
-                        "code_kib": static_code_kib(n, G, kernel)}
+        if G > (1 << n):
+            break
+        got = register_counts(n, G, kernel)
+        if got is None:
+            continue
+        c, regs, smem_block = got
+        resident = blocks_per_sm(gpu, 1, regs, smem_block)   # one-warp blocks (launch_groups)
+        if resident < 1:
+            continue
+        warps = math.ceil(S * G / WARP)
+        cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel) * WARP / G, warps, 1, resident)
+        if not best or cycles < best["cycles"]:
+            best = {"program": "register", "cycles": cycles, "bound": bound, "waves": waves, "counts": c,
+                    "states_per_warp": WARP // G, "lanes_per_state": G,
+                    "warps_per_sm": resident, "regs": regs, "regs_from": register_regs(kernel, (1 << n) // G)[1],
+                    "chain": chain_cycles(c), "code_kib": static_code_kib(n, G, kernel)}
     return best
 
 
@@ -630,7 +720,7 @@ def predict(design: str, gpu_name: str, n: int, S: int, pass_: str) -> dict:
             got = register_kernel(gpu, n, S, kernel)
             shared = shared_kernel(gpu, n, S, kernel)
             if not got or (shared and shared["cycles"] < got["cycles"]):
-                got = dict(shared, remap="")  # keep the old program where it wins or the state does not fit
+                got = shared  # keep the old program where it wins or the state does not fit
         else:
             got = shared_kernel(gpu, n, S, kernel)
         if not got:
@@ -651,7 +741,9 @@ def predict(design: str, gpu_name: str, n: int, S: int, pass_: str) -> dict:
         "lanes_per_state": "/".join(str(v["lanes_per_state"]) if v["program"] == design or design == "shared"
                                     else "old" for v in per_kernel.values()),
         "program": "/".join(v["program"] for v in per_kernel.values()),
-        "remap": "/".join(v.get("remap", "") or "-" for v in per_kernel.values()) if design == "register" else "",
+        # where the registers per thread come from (ptxas_budget.json, register_program.h's comment, ...)
+        "registers_from": "/".join(v.get("regs_from", "-") for v in per_kernel.values()) if design == "register"
+        else "",
         "warps_per_sm": "/".join(str(v["warps_per_sm"]) for v in per_kernel.values()),
         "registers": "/".join(str(v["regs"]) for v in per_kernel.values()),
         "waves": "/".join(str(v["waves"]) for v in per_kernel.values()),
@@ -748,18 +840,20 @@ def fit_sync_latency(data: Optional[dict], grid=range(0, 401, 5)) -> Optional[di
 def sensitivity(gpu: str = "H100", n: int = 8) -> list[tuple[str, dict]]:
     """The register design's goal point under pessimistic variants of the least certain assumptions:
     (label, {S: (forward fraction, forward+backward fraction)})."""
-    global CPI_SOLO, SCHEDULERS
-    variants = [("as modelled", 1.0, 4), ("a lone warp at 2 cycles per instruction", 2.0, 4),
-                ("half the issue rate (each instruction two slots: bank conflicts, i-cache stalls)", 1.0, 2)]
-    saved = CPI_SOLO, SCHEDULERS
+    global CPI_SOLO, SCHEDULERS, OVERLAP
+    variants = [("as modelled", 1.0, 4, "max"), ("a lone warp at 2 cycles per instruction", 2.0, 4, "max"),
+                ("half the issue rate (each instruction two slots: bank conflicts, i-cache stalls)", 1.0, 2, "max"),
+                ("warps overlap each other's stalls only by chance (OVERLAP = \"chance\")", 1.0, 4, "chance"),
+                ("chance overlap and half the issue rate", 1.0, 2, "chance")]
+    saved = CPI_SOLO, SCHEDULERS, OVERLAP
     out = []
     try:
-        for label, cpi, schedulers in variants:
-            CPI_SOLO, SCHEDULERS = cpi, schedulers
+        for label, cpi, schedulers, overlap in variants:
+            CPI_SOLO, SCHEDULERS, OVERLAP = cpi, schedulers, overlap
             out.append((label, {S: tuple(predict("register", gpu, n, S, p)["predicted_fraction_of_peak"]
-                                         for p in PASSES) for S in (256, 4096)}))
+                                         for p in PASSES) for S in (256, 4096, 65536)}))
     finally:
-        CPI_SOLO, SCHEDULERS = saved
+        CPI_SOLO, SCHEDULERS, OVERLAP = saved
     return out
 
 
@@ -770,7 +864,8 @@ def pct(x: float) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
-def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float], fit: Optional[dict]) -> str:
+def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float], fit: Optional[dict],
+             calib_chance: Optional[list[dict]] = None) -> str:
     by = {(r["design"], r["gpu"], r["n"], r["states"], r["pass"]): r for r in rows}
     lines = [
         "# Cost model of the CUDA scan kernel: a prediction, not a measurement",
@@ -779,8 +874,9 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "ring, float32, H = 1, no pair features; fraction of the FP32 peak at the boost clock (SMs x FP32 lanes "
         "x 2 x clock), useful flops from benchmarks/flops.py. `shared` = today's kernel (one warp per state, "
         "state in shared memory); `register` = issue 15's design (each state over G lanes, amplitudes in "
-        "registers, G picked per point by the host, forward/backward; \"old\" where today's program wins or no G "
-        "fits in 255 registers). Bound: what limits the busiest wave (issue, fp32, mio = shared memory + shuffles, "
+        "registers, as built in csrc/register_program.h, recalibrated 2026-11-26 with ptxas's register counts and the "
+        "program's own shuffles; G = the best valid G per point, forward/backward; \"old\" where today's program "
+        "wins or no R = 2^n/G has a kernel). Bound: what limits the busiest wave (issue, fp32, mio = shared memory + shuffles, "
         "dram, latency = one warp's dependent chain).",
         "",
         "## The goal of issue 15: n = 8, S >= 4096: >= 30 % forward, >= 20 % forward+backward",
@@ -803,7 +899,27 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
     for label, by_s in sensitivity():
         lines.append(f"- {label}: " + "; ".join(f"S = {S}: {pct(f)} / {pct(fb)}" for S, (f, fb) in by_s.items()))
     lines += ["", "At S = 256 (batch 64 x 4 heads) the GPU is not full even at G = 32 (256 warps, two per SM): "
-              "filling it would take several warps per state."]
+              "one warp's dependent chain sets the time; filling the GPU there would take several warps per state.",
+              "", "## The register design at n = 8, per G (H100, S = 4096; per warp and token, 32/G states a warp)", "",
+              "| kernel | G | R | registers (from) | warps/SM | SHFL/lane (rot, ring, feat, red, norm) "
+              "| instructions | FP32 | lone-warp chain (cycles) | fraction of peak at this G |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for kernel in ("forward", "backward"):
+        for G in (2, 4, 8, 16, 32):
+            R = 256 // G
+            got = register_counts(8, G, kernel)
+            sh = register_shuffles(8, G, kernel)
+            if got is None:
+                lines.append(f"| {kernel} | {G} | {R} | no kernel (R = {R} spills or is not built) | | "
+                             f"{sum(sh.values())} | | | | |")
+                continue
+            c, regs, smem_block = got
+            w = blocks_per_sm(GPUS["H100"], 1, regs, smem_block)
+            cyc, _, _ = launch_cycles(GPUS["H100"], c, dram_bytes(8, kernel) * WARP / G, 4096 * G // WARP, 1, w)
+            frac = kernel_flops(8, kernel) * 4096 / (cyc / (GPUS["H100"].clock_ghz * 1e9)) / (GPUS["H100"].peak_gflops * 1e9)
+            lines.append(f"| {kernel} | {G} | {R} | {regs} ({register_regs(kernel, R)[1]}) | {w} "
+                         f"| {sum(sh.values())} ({', '.join(str(v) for v in sh.values())}) | {c.instructions:.0f} "
+                         f"| {c.fp32:.0f} | {chain_cycles(c):.0f} | {pct(frac)} |")
     for pass_ in PASSES:
         lines += ["", f"## H100, {pass_}: shared -> register (G)", "",
                   "| n | " + " | ".join(f"S = {S}" for S in STATES) + " |",
@@ -873,6 +989,16 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
             "fitted (below); no per-row factors.",
             "",
         ]
+        if calib_chance:
+            rc = [e[f"ratio_{k}"] for e in calib_chance for k in ("fwd", "fwdbwd")]
+            lines += [
+                "With OVERLAP = \"chance\" (a warp's stalls hidden by the others only by chance; the register "
+                f"design's sensitivity row) the same points give median ratio {sorted(rc)[len(rc) // 2]:.2f}, range "
+                f"{min(rc):.2f}-{max(rc):.2f}: closer to the measurements at every crossover, still optimistic. The "
+                "register design at n = 8, S >= 4096 sits at such a crossover (G = 16: 8 warps per SM, issue and "
+                "one warp's chain within ~10 %), so its \"as modelled\" figure is the optimistic end.",
+                "",
+            ]
     lines += [
         "## Assumptions",
         "",
@@ -893,16 +1019,24 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "- Today's kernel: 72/80 registers (fwd/bwd), <= 8 warps a block (48 KiB), 24 warps per SM at most; 45.5 "
         "instructions per pair in the forward gate loop (SASS, issue 15), 13.5 of them index/loop overhead, "
         "charged to every pair loop.",
-        "- Register design: 16 FP32 instructions per pair per gate forward, 48 backward; 2A+40 (fwd) and 4A+40 "
-        "(bwd) registers, A = 2^n/G, <= 255, so n = 12 forward and n >= 11 backward do not fit at G <= 32 "
-        "(they would need several warps per state; here they keep the old program); L x ceil(n/k) remaps per "
-        "token (k = n - log2 G local qubits; the remap at each layer boundary absorbs the CNOT ring), each a "
-        "64-bit shared-memory transpose or shuffle swaps, whichever is cheaper. The transpose is conflict-free "
-        "with an XOR swizzle (simulated: 2 wavefronts per access for every G, A); padding alone is "
-        "conflict-free only when k <= log2 G. Gate matrices built by an owner lane each (nL/G per lane) and read "
-        "by all through shared memory; measurements and gradient sums by reduce-scatter; angles prefetched.",
+        "- Register design as built (recalibrated 2026-11-26; the docstring has the details): registers per "
+        "thread from tests/cuda/ptxas_budget.json at run time (forward 64/72/96/128/255 at R = 1/2/4/8/16; the "
+        "backward's, until the JSON has them, 87/96/110/128/255, measured with nvcc 13.0 on the uncommitted "
+        "backward kernel); one-warp blocks, <= 32 per SM; no kernel for R >= 32, so n >= 10 keeps today's "
+        "program. SHFL per lane as the program does them (a global gate fetches the partner's R amplitudes; the "
+        "forward's features by a butterfly of 3 values per qubit; the backward's gradients by one reduce-scatter "
+        "per layer), equal to the CPU emulation's counts at n = 8. FP32 per pair and gate 20 forward, 64 "
+        "backward (nvcc keeps cmul's FMUL + FFMA and cadd's FADD apart). G: the least predicted time over every "
+        "G with a kernel (at n = 8 and S >= 4096 that is G = 16, also the host's default: the fewest lanes with "
+        "R <= 16).",
+        "- Superseded (the first version's 79 % / 82 % at n = 8, S = 4,096, H100): 2A+40 / 4A+40 registers "
+        "(A = 2^n/G), about half of ptxas's counts at A >= 8; measurements reduced by reduce-scatter; a qubit "
+        "remap per layer instead of per-gate partner shuffles; 16 / 48 FP32 per pair and gate; angles "
+        "prefetched.",
         "- Not modelled, all making the register design's numbers an upper bound: instruction-cache misses of "
-        "the unrolled code (static code per kernel in `static_code_kib`: tens of KiB at n = 8-10), register-bank "
+        "the unrolled code (the executed path per token, `static_code_kib`, is tens of KiB at n = 8; the SASS of "
+        "register_forward_kernel<float, 16> is 251 KiB and of the backward's 613 KiB with every entangler and "
+        "pair-feature path), register-bank "
         "conflicts and dual-issue limits, a lone warp's FMA stalls (it is counted at one instruction a cycle).",
         "",
     ]
@@ -918,19 +1052,31 @@ def main(argv=None) -> None:
     data = load_roofline(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "roofline_cuda.json"))
     rows = all_rows()
     calib = calibration(data)
+    global OVERLAP
+    OVERLAP = "chance"
+    try:
+        calib_chance = calibration(data)
+    finally:
+        OVERLAP = "max"
     fit = fit_sync_latency(data)
     measured_peak = data["meta"]["peak"]["peak_gflops"] if data else None
     meta = {
         "L": L, "H": 1, "entangler": "cnot", "dtype": "float32", "pair_features": False,
         "gpus": {k: {**vars(g), "peak_gflops": g.peak_gflops} for k, g in GPUS.items()},
         "latencies_cycles": LAT, "cpi_solo": CPI_SOLO, "shared_registers": SHARED_REGS,
+        "register_registers": {k: {R: register_regs(k, R) for R in (1, 2, 4, 8, 16, 32)}
+                               for k in ("forward", "backward")},
+        "ptxas_budget": os.path.relpath(PTXAS_BUDGET, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "recalibrated": "2026-11-26: registers from ptxas, shuffles as the program does them (butterflies in the "
+                        "forward's features), FP32 per gate from the SASS's cmul/cadd; was 2R+40 registers, "
+                        "reduce-scatter, qubit remaps",
         "sync_latency_fit": fit,
         "counts": "per state-token; a warp's work divided among its 32/G states; fwd+bwd rows sum both kernels; "
                   "'a/b' fields give the forward and the backward kernel",
         "measured_matmul_peak_gflops_h200": measured_peak, "calibration_h200": calib,
         "command": "python benchmarks/cost_model.py",
     }
-    md = markdown(rows, calib, measured_peak, fit)
+    md = markdown(rows, calib, measured_peak, fit, calib_chance)
     paths = write_results("cost_model", rows, md, meta)
     print(md)
     print("wrote", *paths)
