@@ -45,7 +45,7 @@ EOF
 
 tests=(tests/test_scan_parity.py tests/test_scan_errors.py tests/test_scan_gradcheck.py
        tests/test_warp_emulation.py tests/test_warp_register_emulation.py tests/test_warp_register_race.py
-       tests/test_readout.py
+       tests/test_readout.py tests/test_gated_gelu.py
        tests/test_fuzz_scan.py tests/test_fuzz_layer.py)
 [ $# -gt 0 ] && tests=("$@")
 log="$out/pytest.log"

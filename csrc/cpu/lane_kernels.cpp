@@ -1,16 +1,10 @@
 // The lane kernels' entry points, compiled once per x86 instruction set
-// (AVX-512, AVX2 + FMA, baseline) and picked at load time by the CPU's
-// features. `flatten` inlines the whole program into each clone, so the
-// vector arithmetic of lane_program.h is generated for that clone's ISA;
-// nothing outside these functions is built with wider instructions.
+// (isa_clones.h), so the vector arithmetic of lane_program.h is generated for
+// each clone's ISA.
+#include "isa_clones.h"
 #include "lane_program.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(QLAM_NO_CLONES)
-#define QLAM_LANE_ENTRY \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
-#else
-#define QLAM_LANE_ENTRY __attribute__((flatten))
-#endif
+#define QLAM_LANE_ENTRY QLAM_ISA_CLONES
 
 namespace qlam {
 

@@ -65,3 +65,22 @@ def readout(query: Tensor, features: Tensor) -> Tensor:
     """
     _extension.require()
     return torch.ops.qlam.readout(query, features)
+
+
+def gated_gelu(x: Tensor) -> Tensor:
+    """The gated feed-forward's middle, ``GELU(x[..., :h]) * x[..., h:]`` (exact, erf-based GELU).
+
+    The same numbers as ``a, v = x.chunk(2, -1); torch.nn.functional.gelu(a) * v`` as one op with
+    its own backward: on the CPU one pass over ``x`` per direction, and the backward writes the
+    (..., 2h) gradient directly instead of concatenating the halves' gradients. float32 on the
+    CPU uses the kernel's own vectorised erf and exp (within a few ulp of the composite); other
+    dtypes and devices run the composite.
+
+    Args:
+        x: real (..., 2h), h >= 1: the gate half, then the value half.
+
+    Returns:
+        real (..., h). Differentiable (no double backward).
+    """
+    _extension.require()
+    return torch.ops.qlam.gated_gelu(x)

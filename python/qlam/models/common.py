@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .. import _extension, ops
+
 
 class GatedFeedForward(nn.Module):
     """GLU feed-forward: W2 (GELU(W_g x) * W_v x)."""
@@ -15,7 +17,10 @@ class GatedFeedForward(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.inp(x).chunk(2, dim=-1)
+        h = self.inp(x)
+        if _extension.AVAILABLE:  # one fused op (its own backward; ~2x faster on the CPU)
+            return self.out(self.drop(ops.gated_gelu(h)))
+        gate, value = h.chunk(2, dim=-1)
         return self.out(self.drop(nn.functional.gelu(gate) * value))
 
 
