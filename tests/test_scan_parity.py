@@ -120,8 +120,9 @@ def test_token_chunks(chunk, monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_small_and_large_calls_agree(dtype):
     # The CPU kernel builds the gates' cos/sin in a scalar loop for calls of at most 4096 angles
-    # (scan_cpu.cpp, kScalarTrigAngles) and with ATen's vectorised math above: one sequence alone
-    # and the same sequence inside a batch of 40 take the two paths and must agree.
+    # (trig_tables.cpp, kScalarTrigAngles) and above with its own vectorised sincos (float32) or
+    # ATen's (float64): one sequence alone and the same sequence inside a batch of 40 take two
+    # paths and must agree.
     case = Case(B=40, T=6, H=2, L=2, n=3, entangler="rzz", pair_features=True, with_lengths=False)
     args = make_inputs(case, dtype=dtype)
     assert args["angles"][:1].numel() <= 4096 < args["angles"].numel()
@@ -131,6 +132,37 @@ def test_small_and_large_calls_agree(dtype):
     tol = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=2e-6, rtol=0)
     torch.testing.assert_close(alone[0], batch[0][:1], **tol)
     torch.testing.assert_close(alone[1], batch[1][:1], **tol)
+
+
+@pytest.mark.parametrize("chunk", ["1", "5", "0"])
+@pytest.mark.parametrize("scale", [1.0, 40.0, 4000.0, 3e4, "token 4 x 3e4"])
+def test_float32_trig_pass_over_chunks_and_angle_ranges(scale, chunk, monkeypatch):
+    # float32 calls above kScalarTrigAngles build their trig tables in one fused pass over
+    # (group, token) blocks with the kernel's own sincos (trig_tables.cpp): check its indexing
+    # across chunk edges (QLAM_CPU_CHUNK_TOKENS; "0": the default chunks), over states that fill
+    # the last SIMD group partly, and its range reduction for angles up to +-1e5, where some
+    # blocks pass the fused limit (|angle / 2| > 8192) and compute in double instead.
+    if chunk != "0":
+        monkeypatch.setenv("QLAM_CPU_CHUNK_TOKENS", chunk)
+    case = Case(B=7, T=11, H=3, L=2, n=3, entangler="rzz", pair_features=True)
+    args = make_inputs(case, dtype=torch.float32)
+    if isinstance(scale, str):  # one token's blocks beyond the fused limit, the others within
+        scale = 3e4
+        for name in ("angles", "ent_angles"):
+            args[name][:, 4] *= scale
+    else:
+        args["angles"] = args["angles"] * scale
+        args["ent_angles"] = args["ent_angles"] * scale
+    assert args["angles"].numel() > 4096
+    args64 = {k: v.to(torch.complex128 if v.is_complex() else torch.float64)
+              if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) else v
+              for k, v in args.items()}
+    got, want = qlam.ops.scan(**args), reference.scan(**args64)
+    # float32 sums phi + omega of size x are rounded by up to x * 6e-8 before any trig is taken
+    # (the reference sums in float64), and those errors add up over the gates and tokens.
+    tol = 2e-5 * max(1.0, scale / 20)
+    torch.testing.assert_close(got[0].double(), want[0], atol=tol, rtol=0)
+    torch.testing.assert_close(got[1].to(torch.complex128), want[1], atol=tol, rtol=0)
 
 
 @pytest.mark.parametrize("lanes", ["narrow", "wide"])
