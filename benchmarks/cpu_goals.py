@@ -30,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qlam  # noqa: E402
+from qlam.allocator import keep_freed_memory  # noqa: E402
 from qlam import reference  # noqa: E402
 from classical import matched_models, train_step  # noqa: E402
 from timing import machine, write_results  # noqa: E402
@@ -110,7 +111,8 @@ def markdown(rows, meta, note):
         "# Issue 13's CPU goals (cpu)", "",
         f"Machine: {meta['cpu']}, {meta['cpu_threads']} threads; torch {meta['torch']}. "
         f"Command: `{meta['command']}`. Float32; the two sides of each comparison timed in alternating "
-        "rounds, medians over the rounds." + (f" {note}" if note else ""), "",
+        "rounds, medians over the rounds; freed memory kept for reuse (qlam.allocator, as qlam-train "
+        f"does): {meta['keep_freed_memory']}." + (f" {note}" if note else ""), "",
         "Training step (forward, cross-entropy, backward, AdamW) of one-block classifiers at equal parameters "
         "(benchmarks/classical.py's models). Goal: QLAM / LSTM <= 1.", "",
         "| shape | B | QLAM (params) | step | LSTM (params) | step | QLAM / LSTM |",
@@ -137,14 +139,19 @@ def main(argv=None) -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--quick", action="store_true", help="short sequences, 2 rounds (a smoke test)")
     parser.add_argument("--note", default="", help="a sentence for the markdown (e.g. what else ran)")
+    parser.add_argument("--no-keep-freed-memory", dest="keep_freed_memory", action="store_false",
+                        help="leave glibc's malloc as it is (qlam-train keeps freed memory by default)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # As qlam-train does (train.keep_freed_memory): both sides of every comparison run with it.
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     rounds = 2 if args.quick else args.rounds
     rows = (training_steps(args.batches, rounds, args.quick) + one_state(rounds, args.quick)
             + cpu_config_tokens(rounds, args.quick))
     meta = machine()
-    meta.update(command="python benchmarks/cpu_goals.py " + " ".join(sys.argv[1:]), quick=args.quick)
+    meta.update(command="python benchmarks/cpu_goals.py " + " ".join(sys.argv[1:]), quick=args.quick,
+                keep_freed_memory=kept)
     name = "cpu_goals_cpu_quick" if args.quick else "cpu_goals_cpu"
     paths = write_results(name, rows, markdown(rows, meta, args.note), meta)
     print("wrote", *paths)

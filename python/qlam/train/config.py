@@ -124,6 +124,8 @@ class TrainConfig:
     compile: bool = field(False, help="torch.compile the model")
     device: Literal["auto", "cpu", "cuda"] = field("auto")
     num_threads: Optional[int] = field(None, ge=1, help="CPU threads (torch.set_num_threads)")
+    keep_freed_memory: bool = field(True, help="Linux/glibc: keep freed memory for reuse instead of returning it "
+                                    "to the OS, so large tensors stop page-faulting every step (qlam.allocator)")
     max_steps_per_epoch: Optional[int] = field(None, ge=1, help="cut epochs short (smoke tests)")
     checkpoint_every_steps: Optional[int] = field(None, ge=1, help="also save `last` every this many steps")
     skip_nonfinite: bool = field(False, help="skip a batch whose loss or gradient is not finite (else stop)")

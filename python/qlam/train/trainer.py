@@ -22,6 +22,7 @@ import yaml
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..allocator import keep_freed_memory
 from ..data import BatchLoader, build_task, task_shape
 from ..models import build_model, count_parameters
 from . import checkpoint, distributed, optim, records
@@ -30,7 +31,7 @@ from .progress import Progress
 
 # Keys that may differ between an interrupted run and its resumption.
 RESUME_FREE = {("output", "progress"), ("output", "plots"), ("train", "num_threads"), ("train", "dist_timeout_s"),
-               ("task", "download")}
+               ("train", "keep_freed_memory"), ("task", "download")}
 
 
 class RunDirError(RuntimeError):
@@ -92,6 +93,8 @@ class Trainer:
         self.cfg, self.ctx = cfg, distributed.setup(cfg.train.device, cfg.train.dist_timeout_s)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
+        if cfg.train.keep_freed_memory:
+            keep_freed_memory()  # no page faults on each step's large tensors (a no-op off glibc)
         self.run_dir = cfg.run_dir()
         t = cfg.train
         dev, rank, world = self.ctx.device, self.ctx.rank, self.ctx.world
