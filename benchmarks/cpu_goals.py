@@ -44,7 +44,8 @@ def alternate(fns: dict, rounds: int, calls: int = 1) -> dict:
     """name -> the median over `rounds` of one round's mean time per call, rounds interleaved."""
     times = {name: [] for name in fns}
     for fn in fns.values():
-        fn()  # warm-up
+        for _ in range(3):  # warm-up: first calls, the heap's growth, the allocator's state
+            fn()
     for _ in range(rounds):
         for name, fn in fns.items():
             t0 = time.perf_counter()
