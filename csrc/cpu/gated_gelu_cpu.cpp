@@ -66,7 +66,10 @@ inline float exp_nonpositive_f32(float u) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // n is in [-126, 0] for u in [-87, 0]; NaN (a NaN input) must not reach the conversion, which
+  // would be undefined: it takes -127 (a zero scale; the NaN comes through the caller's a anyway).
+  const float n_safe = n >= -126.0f ? n : -127.0f;
+  const uint32_t bits = uint32_t(static_cast<int32_t>(n_safe) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return underflows ? 0.0f : p * scale;

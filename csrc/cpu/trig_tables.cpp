@@ -105,7 +105,7 @@ inline void sincos_f32(float x, float& s, float& c) {
   pc = pc * r2 + 1.0f / 24;
   pc = pc * r2 - 0.5f;
   const float cos_r = 1.0f + r2 * pc;
-  const int quadrant = static_cast<int>(q);
+  const int quadrant = static_cast<int>(q == q ? q : 0.0f);  // NaN must not reach the conversion (undefined)
   const float sv = (quadrant & 1) ? cos_r : sin_r, cv = (quadrant & 1) ? sin_r : cos_r;
   s = (quadrant & 2) ? -sv : sv;
   c = ((quadrant + 1) & 2) ? -cv : cv;
