@@ -11,20 +11,10 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include <sstream>
-
 #include "gated_gelu.h"
+#include "sizes_str.h"
 
 namespace qlam {
-namespace {
-
-std::string sizes_str(const Tensor& t) {
-  std::ostringstream os;
-  os << t.sym_sizes();
-  return os.str();
-}
-
-}  // namespace
 
 void check_gated_gelu_input(const Tensor& x) {
   TORCH_CHECK(x.dim() >= 1, "qlam.gated_gelu: x must have shape (..., 2h), got a 0-d tensor");

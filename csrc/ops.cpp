@@ -2,20 +2,14 @@
 // ops and the shape-only (Meta) kernels used by torch.compile and torch.export.
 #include <torch/library.h>
 
-#include <sstream>
 #include <string>
 
 #include "scan_host.h"
+#include "sizes_str.h"
 
 namespace qlam {
 
 namespace {
-
-std::string shape_str(const Tensor& t) {
-  std::ostringstream os;
-  os << t.sym_sizes();
-  return os.str();
-}
 
 // The complex dtype of the state that goes with a real angle dtype.
 at::ScalarType complex_of(at::ScalarType real) {
@@ -46,12 +40,12 @@ ScanShape check_forward_inputs(const Tensor& angles, const OptTensor& ent_angles
   s.entangler = parse_entangler(entangler);
   s.pair_features = pair_features;
   TORCH_CHECK(angles.dim() == 6, "qlam.scan: angles must have shape (B, T, H, L, n, 3), got ",
-              shape_str(angles));
+              sizes_str(angles));
   TORCH_CHECK(angles.scalar_type() == at::kFloat || angles.scalar_type() == at::kDouble,
               "qlam.scan: angles must be float32 or float64, got ", angles.scalar_type());
   TORCH_CHECK(angles.sym_size(5) == 3,
               "qlam.scan: the last dimension of angles holds (phi, theta, omega) and must be 3, got ",
-              shape_str(angles));
+              sizes_str(angles));
   s.n = angles.sym_size(4).guard_int(__FILE__, __LINE__);
   TORCH_CHECK(s.n >= 1, "qlam.scan: n_qubits (angles.shape[4]) must be in [1, ", kMaxQubits, "], got ", s.n);
   TORCH_CHECK(s.n <= kMaxQubits, "qlam.scan: n_qubits (angles.shape[4]) must be in [1, ", kMaxQubits,
@@ -72,7 +66,7 @@ ScanShape check_forward_inputs(const Tensor& angles, const OptTensor& ent_angles
     TORCH_CHECK(e.dim() == 5 && e.sym_size(0) == s.B && e.sym_size(1) == s.T && e.sym_size(2) == s.H &&
                     e.sym_size(3) == s.L && e.sym_size(4) == s.P,
                 "qlam.scan: ent_angles must have shape (B, T, H, L, P) = (", s.B, ", ", s.T, ", ", s.H,
-                ", ", s.L, ", ", s.P, "), got ", shape_str(e));
+                ", ", s.L, ", ", s.P, "), got ", sizes_str(e));
     TORCH_CHECK(e.scalar_type() == angles.scalar_type(), "qlam.scan: ent_angles must have the dtype of angles (",
                 angles.scalar_type(), "), got ", e.scalar_type());
     check_same_device(e, angles, "ent_angles");
@@ -85,7 +79,7 @@ ScanShape check_forward_inputs(const Tensor& angles, const OptTensor& ent_angles
     const Tensor& z = *init_state;
     TORCH_CHECK(z.dim() == 3 && z.sym_size(0) == s.B && z.sym_size(1) == s.H && z.sym_size(2) == s.N,
                 "qlam.scan: init_state must have shape (B, H, 2**n) = (", s.B, ", ", s.H, ", ", s.N,
-                "), got ", shape_str(z));
+                "), got ", sizes_str(z));
     TORCH_CHECK(z.scalar_type() == complex_of(angles.scalar_type()), "qlam.scan: init_state must be ",
                 complex_of(angles.scalar_type()), " to go with ", angles.scalar_type(), " angles, got ",
                 z.scalar_type());
@@ -95,7 +89,7 @@ ScanShape check_forward_inputs(const Tensor& angles, const OptTensor& ent_angles
   if (lengths.has_value()) {
     const Tensor& len = *lengths;
     TORCH_CHECK(len.dim() == 1 && len.sym_size(0) == s.B, "qlam.scan: lengths must have shape (B,) = (", s.B,
-                ",), got ", shape_str(len));
+                ",), got ", sizes_str(len));
     TORCH_CHECK(len.scalar_type() == at::kLong, "qlam.scan: lengths must be int64, got ", len.scalar_type());
     check_same_device(len, angles, "lengths");
     if (check_values && len.numel() > 0) {
@@ -121,7 +115,7 @@ void check_backward_inputs(const ScanShape& s, const Tensor& angles, const OptTe
     const Tensor& g = *grad_features;
     TORCH_CHECK(g.dim() == 4 && g.sym_size(0) == s.B && g.sym_size(1) == s.T && g.sym_size(2) == s.H &&
                     g.sym_size(3) == s.K,
-                "qlam.scan_backward: grad_features must have shape (B, T, H, K), got ", shape_str(g));
+                "qlam.scan_backward: grad_features must have shape (B, T, H, K), got ", sizes_str(g));
     TORCH_CHECK(g.scalar_type() == angles.scalar_type(), "qlam.scan_backward: grad_features must be ",
                 angles.scalar_type(), ", got ", g.scalar_type());
     check_same_device(g, angles, "grad_features");
@@ -129,7 +123,7 @@ void check_backward_inputs(const ScanShape& s, const Tensor& angles, const OptTe
   if (grad_final_state.has_value()) {
     const Tensor& g = *grad_final_state;
     TORCH_CHECK(g.dim() == 3 && g.sym_size(0) == s.B && g.sym_size(1) == s.H && g.sym_size(2) == s.N,
-                "qlam.scan_backward: grad_final_state must have shape (B, H, 2**n), got ", shape_str(g));
+                "qlam.scan_backward: grad_final_state must have shape (B, H, 2**n), got ", sizes_str(g));
     TORCH_CHECK(g.scalar_type() == cdtype, "qlam.scan_backward: grad_final_state must be ", cdtype, ", got ",
                 g.scalar_type());
     check_same_device(g, angles, "grad_final_state");
@@ -137,13 +131,13 @@ void check_backward_inputs(const ScanShape& s, const Tensor& angles, const OptTe
   TORCH_CHECK(final_state.dim() == 3 && final_state.sym_size(0) == s.B && final_state.sym_size(1) == s.H &&
                   final_state.sym_size(2) == s.N && final_state.scalar_type() == cdtype,
               "qlam.scan_backward: final_state must be the forward's (B, H, 2**n) ", cdtype, " output, got ",
-              shape_str(final_state), " ", final_state.scalar_type());
+              sizes_str(final_state), " ", final_state.scalar_type());
   check_same_device(final_state, angles, "final_state");
   TORCH_CHECK(checkpoints.dim() == 4 && checkpoints.sym_size(0) == s.B && checkpoints.sym_size(1) == s.H &&
                   checkpoints.sym_size(2) == s.num_checkpoints && checkpoints.sym_size(3) == s.N &&
                   checkpoints.scalar_type() == cdtype,
               "qlam.scan_backward: checkpoints must be the forward's (B, H, C, 2**n) output with C = T // checkpoint_every = ",
-              s.num_checkpoints, ", got ", shape_str(checkpoints));
+              s.num_checkpoints, ", got ", sizes_str(checkpoints));
   check_same_device(checkpoints, angles, "checkpoints");
 }
 

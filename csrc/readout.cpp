@@ -10,20 +10,10 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include <sstream>
-
 #include "readout.h"
+#include "sizes_str.h"
 
 namespace qlam {
-namespace {
-
-std::string sizes_str(const Tensor& t) {
-  std::ostringstream os;
-  os << t.sym_sizes();
-  return os.str();
-}
-
-}  // namespace
 
 void check_readout_inputs(const Tensor& query, const Tensor& features) {
   TORCH_CHECK(features.dim() >= 1, "qlam.readout: features must have shape (..., K), got a 0-d tensor");

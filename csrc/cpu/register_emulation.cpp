@@ -13,70 +13,24 @@
 
 #include "../register_program.h"
 #include "../scan_host.h"
+#include "emulated_lanes.h"
 
 namespace qlam {
 namespace {
 
-constexpr int kMaxLanes = 32;
-constexpr int kMaxAmplitudes = 1 << kMaxQubits;
+constexpr int kMaxAmplitudes = regprog::kMaxEmulatedAmplitudes;
 
-// The lanes of one group run a phase one after another; each Private array is
-// [lanes][N], and shfl_xor is one whole-group operation that reads every lane's
-// value before writing any (what __shfl_xor_sync does), so the emulation
-// computes what the SIMT lanes compute.
-struct RegisterEmulator {
-  class Lane {
-    int i_;
-    explicit Lane(int i) : i_(i) {}
-    friend struct RegisterEmulator;
-
-   public:
-    int index() const { return i_; }
-  };
-
-  template <class X, int N>
-  struct Private {
-    using value_type = X;
-    static constexpr int size = N;
-    // G * R = 2**n <= kMaxAmplitudes: arrays of R amplitudes need at most
-    // kMaxAmplitudes / R lanes, so their storage stays <= kMaxAmplitudes values.
-    static constexpr int kLanes = std::min(kMaxLanes, std::max(1, kMaxAmplitudes / N));
-    X data[kLanes][N];
-    X* operator[](Lane lane) { return data[lane.index()]; }
-    const X* operator[](Lane lane) const { return data[lane.index()]; }
-  };
-
-  int group_lanes;
-
-  int lanes() const { return group_lanes; }
+// The plain emulation: the shared lanes (emulated_lanes.h), a sync that orders nothing
+// (the lanes of a phase run one after another), and no scratch checks.
+struct RegisterEmulator : regprog::EmulatedLanes {
+  explicit RegisterEmulator(int lanes) : EmulatedLanes(lanes, "register emulation") {}
 
   template <class F>
   void run(F&& f) {
-    for (int i = 0; i < group_lanes; ++i) f(Lane(i));
+    for (int i = 0; i < group_lanes_; ++i) f(lane(i));
   }
 
   void sync() {}
-
-  template <class P, class Take>
-  void shfl_xor(P& dst, const P& src, int mask, Take take) {
-    TORCH_INTERNAL_ASSERT(mask > 0 && mask < group_lanes, "register emulation: xor mask ", mask,
-                          " outside a group of ", group_lanes, " lanes");
-    typename P::value_type before[kMaxLanes];
-    for (int r = 0; r < P::size; ++r) {
-      if (!take(r)) continue;
-      for (int i = 0; i < group_lanes; ++i) before[i] = src.data[i ^ mask][r];
-      for (int i = 0; i < group_lanes; ++i) dst.data[i][r] = before[i];
-    }
-  }
-
-  // A value every lane holds after a butterfly: checked bit for bit (NaN included).
-  template <class P>
-  typename P::value_type uniform(const P& p, int c) const {
-    for (int i = 1; i < group_lanes; ++i)
-      TORCH_INTERNAL_ASSERT(std::memcmp(&p.data[i][c], &p.data[0][c], sizeof(p.data[0][c])) == 0,
-                            "register emulation: lanes disagree on a reduced value");
-    return p.data[0][c];
-  }
 };
 
 template <typename T, int R>
@@ -117,19 +71,12 @@ void dispatch_registers(const ScanArgs<T>& a, int lanes, bool backward) {
   TORCH_INTERNAL_ASSERT(found, "register emulation: no register count for 2**n = ", a.N);
 }
 
-void check_lanes_per_state(const char* op, int64_t lanes_per_state) {
-  TORCH_CHECK(lanes_per_state >= 1 && lanes_per_state <= kMaxLanes &&
-                  (lanes_per_state & (lanes_per_state - 1)) == 0,
-              "qlam.", op, ": lanes_per_state must be a power of two from 1 to ", kMaxLanes,
-              " (1, 2, 4, 8, 16 or 32 lanes of a warp per state), got ", lanes_per_state);
-}
-
 std::tuple<Tensor, Tensor, Tensor> register_emulation_forward(const Tensor& angles, const OptTensor& ent_angles,
                                                               const OptTensor& init_state,
                                                               const OptTensor& lengths, c10::string_view entangler,
                                                               bool pair_features, int64_t checkpoint_every,
                                                               int64_t lanes_per_state) {
-  check_lanes_per_state("_register_emulation_forward", lanes_per_state);
+  regprog::check_emulated_lanes("_register_emulation_forward", lanes_per_state);
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
                                      checkpoint_every);
   // A state of 2**n < G amplitudes uses 2**n lanes of one amplitude each.
@@ -143,7 +90,7 @@ std::tuple<Tensor, Tensor, Tensor> register_emulation_backward(
     const OptTensor& grad_features, const OptTensor& grad_final_state, const Tensor& angles,
     const OptTensor& ent_angles, const Tensor& final_state, const Tensor& checkpoints, const OptTensor& lengths,
     c10::string_view entangler, bool pair_features, int64_t checkpoint_every, int64_t lanes_per_state) {
-  check_lanes_per_state("_register_emulation_backward", lanes_per_state);
+  regprog::check_emulated_lanes("_register_emulation_backward", lanes_per_state);
   BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
                                        checkpoints, lengths, entangler, pair_features, checkpoint_every);
   const int lanes = static_cast<int>(std::min<int64_t>(lanes_per_state, b.shape.N));

@@ -56,12 +56,12 @@
 
 #include "../register_program.h"
 #include "../scan_host.h"
+#include "emulated_lanes.h"
 
 namespace qlam {
 namespace {
 
-constexpr int kMaxLanes = 32;
-constexpr int kMaxAmplitudes = 1 << kMaxQubits;
+constexpr int kMaxAmplitudes = regprog::kMaxEmulatedAmplitudes;
 constexpr unsigned char kPoison = 0xff;  // every float and double made of it is a NaN
 
 // The planted bugs (several may combine, "a+b").
@@ -133,32 +133,13 @@ struct Findings {
 // The executor: runs the lanes of a phase one after another as the plain
 // emulation does (RegisterEmulator, cpu/register_emulation.cpp: the same
 // Private arrays and shfl_xor), plus the scratch bookkeeping described at the top.
-class RegisterRaceChecker {
+class RegisterRaceChecker : public regprog::EmulatedLanes {
  public:
   static constexpr bool kChecksScratch = true;
 
-  class Lane {
-    int i_;
-    explicit Lane(int i) : i_(i) {}
-    friend class RegisterRaceChecker;
-
-   public:
-    int index() const { return i_; }
-  };
-
-  template <class X, int N>
-  struct Private {
-    using value_type = X;
-    static constexpr int size = N;
-    static constexpr int kLanes = std::min(kMaxLanes, std::max(1, kMaxAmplitudes / N));
-    X data[kLanes][N];
-    X* operator[](Lane lane) { return data[lane.index()]; }
-    const X* operator[](Lane lane) const { return data[lane.index()]; }
-  };
-
   RegisterRaceChecker(int lanes, void* scratch, size_t bytes, std::vector<Field> fields, MutationSpec mutation,
                       Findings& findings)
-      : lanes_(lanes),
+      : EmulatedLanes(lanes, "register race check"),
         mem_(static_cast<unsigned char*>(scratch)),
         bytes_(bytes),
         fields_(std::move(fields)),
@@ -171,13 +152,11 @@ class RegisterRaceChecker {
         stamp_(bytes, -1),
         written_(bytes, 0) {}
 
-  int lanes() const { return lanes_; }
-
   template <class F>
   void run(F&& f) {
-    for (int i = 0; i < lanes_; ++i) {
+    for (int i = 0; i < group_lanes_; ++i) {
       enter(i);
-      f(Lane(i));
+      f(lane(i));
       leave(i);
     }
     lane_ = -1;
@@ -191,7 +170,7 @@ class RegisterRaceChecker {
     if (dirty_) {
       // Each lane's changes (where two lanes wrote one byte, a race reported already, the higher lane's).
       std::vector<unsigned char> merged = synced_;
-      for (int w = 0; w < lanes_; ++w) {
+      for (int w = 0; w < group_lanes_; ++w) {
         if (!((dirty_ >> w) & 1)) continue;
         for (size_t b = 0; b < bytes_; ++b)
           if (views_[w][b] != synced_[b]) merged[b] = views_[w][b];
@@ -203,26 +182,6 @@ class RegisterRaceChecker {
     std::memcpy(mem_, synced_.data(), bytes_);
     holder_ = -1;
     ++phase_;
-  }
-
-  template <class P, class Take>
-  void shfl_xor(P& dst, const P& src, int mask, Take take) {
-    TORCH_INTERNAL_ASSERT(mask > 0 && mask < lanes_, "register race check: xor mask ", mask, " outside a group of ",
-                          lanes_, " lanes");
-    typename P::value_type before[kMaxLanes];
-    for (int r = 0; r < P::size; ++r) {
-      if (!take(r)) continue;
-      for (int i = 0; i < lanes_; ++i) before[i] = src.data[i ^ mask][r];
-      for (int i = 0; i < lanes_; ++i) dst.data[i][r] = before[i];
-    }
-  }
-
-  template <class P>
-  typename P::value_type uniform(const P& p, int c) const {
-    for (int i = 1; i < lanes_; ++i)
-      TORCH_INTERNAL_ASSERT(std::memcmp(&p.data[i][c], &p.data[0][c], sizeof(p.data[0][c])) == 0,
-                            "register race check: lanes disagree on a reduced value");
-    return p.data[0][c];
   }
 
   // The hooks of register_program.h.
@@ -357,7 +316,6 @@ class RegisterRaceChecker {
     }
   }
 
-  int lanes_;
   unsigned char* mem_;
   size_t bytes_;
   std::vector<Field> fields_;
@@ -452,18 +410,11 @@ Tensor report(const char* op, int lanes, const std::string& mutation, const std:
   return at::tensor(std::vector<int64_t>{total.syncs, total.loads, total.stores}, at::kLong);
 }
 
-void check_lanes_per_state(const char* op, int64_t lanes_per_state) {
-  TORCH_CHECK(lanes_per_state >= 1 && lanes_per_state <= kMaxLanes &&
-                  (lanes_per_state & (lanes_per_state - 1)) == 0,
-              "qlam.", op, ": lanes_per_state must be a power of two from 1 to ", kMaxLanes, ", got ",
-              lanes_per_state);
-}
-
 std::tuple<Tensor, Tensor, Tensor, Tensor> register_race_check_forward(
     const Tensor& angles, const OptTensor& ent_angles, const OptTensor& init_state, const OptTensor& lengths,
     c10::string_view entangler, bool pair_features, int64_t checkpoint_every, int64_t lanes_per_state,
     c10::string_view mutation) {
-  check_lanes_per_state("_register_race_check_forward", lanes_per_state);
+  regprog::check_emulated_lanes("_register_race_check_forward", lanes_per_state);
   const std::string mut(mutation);
   const MutationSpec spec = parse_mutation(mut);
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
@@ -481,7 +432,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> register_race_check_backward(
     const OptTensor& ent_angles, const Tensor& final_state, const Tensor& checkpoints, const OptTensor& lengths,
     c10::string_view entangler, bool pair_features, int64_t checkpoint_every, int64_t lanes_per_state,
     c10::string_view mutation) {
-  check_lanes_per_state("_register_race_check_backward", lanes_per_state);
+  regprog::check_emulated_lanes("_register_race_check_backward", lanes_per_state);
   const std::string mut(mutation);
   const MutationSpec spec = parse_mutation(mut);
   BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
