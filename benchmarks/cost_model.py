@@ -55,7 +55,7 @@ Assumptions (the ones a measurement should check first are marked *):
   re-read in every iteration (psi and mats may alias); precise sinf/cosf 20 instructions.
 - The register design as built (csrc/register_program.h, launched by csrc/cuda/register_cuda.cu; see
   register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
-  at run time (register_forward_kernel<float, R>: 64 / 72 / 96 / 128 / 255 at R = 1 / 2 / 4 / 8 / 16; no
+  at run time (register_forward_kernel<float, R>, after the fused gates: 64 / 72 / 96 / 168 / 232 at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no
   kernel, hence no G, for R >= 32); the backward's from that file once it has register_backward_kernel
   entries, until then 87 / 96 / 110 / 128 / 255 at R = 1 / 2 / 4 / 8 / 16 (R = 8, 16 as register_program.h
   quotes them; all measured with nvcc 13.0 on the uncommitted backward kernel, 2026-11-26). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers allocated
@@ -63,9 +63,9 @@ Assumptions (the ones a measurement should check first are marked *):
   is 16 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
   counted them (register_shuffles: a global gate fetches the partner's R amplitudes, 2R SHFL, no qubit
   remap; the forward reduces each qubit's 3 features by a butterfly, 3 log2 G SHFL, not a reduce-scatter;
-  the backward one reduce-scatter of 3 min(K + 5, 12) sums per layer). FP32 instructions per lane: 10R a
-  gate forward, 32R backward (undo_gate_pair: 64 per pair; nvcc keeps cmul's FMUL + FFMA and cadd's FADD
-  apart, as the SASS shows), features 6R per local and 9R per global
+  the backward one reduce-scatter of 3 min(K + 5, 12) sums per layer). FP32 instructions per lane: 8R a
+  gate forward, 24R backward (fma chains: gates.h cmul_add, undo_gate_pair_fused, 48 per pair; as the SASS
+  shows; before them nvcc kept cmul's FMUL + FFMA and cadd's FADD apart: 10R and 32R), features 6R per local and 9R per global
   qubit, sources 12R per qubit, + rot_grad_parts per gate and lane backward; matrices built by owner
   lanes (one sync per layer) and read by every lane (8 LDS.32, + 6 trig backward, bank conflicts between
   groups simulated); angles loaded per layer from DRAM on the dependent path (no prefetch); the local
@@ -620,11 +620,13 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
     waves = L * (K * scratch_wavefronts(G, kernel, reads) + g * scratch_wavefronts(G, kernel, reads, own_row=True))
     c = c + Counts(instructions=L * n * reads + L * g * 4, smem=L * n * reads, wavefronts=waves, dep_smem=L)
     arrays = 1 if kernel == "forward" else 2            # psi; psi and lam
-    # FP32 per gate and lane. nvcc 13 keeps cmul (FMUL + FFMA per component) and cadd (FADD) apart (no
-    # reassociation; the SASS of register_forward_kernel<float, 16> has FFMA : FMUL : FADD = 1.1 : 1 : 1), so a
-    # 2x2 complex on a pair is 20 instructions (10R a gate; a global gate's own row on R registers, the same);
-    # backward undo_gate_pair 64 a pair (two mat-vecs 40, four conj-multiplies into the 8 sums 24): 32R
-    fp_gate = 10 * R if kernel == "forward" else 32 * R
+    # FP32 per gate and lane. The gates are explicit fma chains (gates.h cmul_add, cmul_conj_acc,
+    # undo_gate_pair_fused; before, nvcc kept cmul's FMUL + FFMA and cadd's FADD apart: 20 a pair, 64 undone):
+    # a 2x2 complex on a pair is 16 instructions (8R a gate; a global gate's own row on R registers, the same);
+    # backward 48 a pair (two mat-vecs 32, four conj-multiplies into the 8 sums 16): 24R. Measured in the SASS
+    # (nvcc 13.0, sm_90): the fma change alone took register_forward_kernel<float, 8> by FFMA +64, FMUL -64,
+    # FADD -64, its 3 local gates' 12 pairs and one global gate's 8 registers at 4 fewer each
+    fp_gate = 8 * R if kernel == "forward" else 24 * R
     gates_fp = L * n * fp_gate
     extra = (L * n * ROT_GRAD) if kernel == "backward" else 0           # rot_grad_parts per gate and lane
     c = c + Counts(instructions=gates_fp + extra + L * g * 10,          # a global gate: mask, bit, loop
@@ -671,9 +673,9 @@ def static_code_kib(n: int, G: int, kernel: str) -> float:
     R = (1 << n) // G
     K = int(math.log2(R))
     if kernel == "forward":
-        body = K * 10 * R + 12 * R + K * 6 * R + 11 * R + 12 * R + 600
+        body = K * 8 * R + 10 * R + K * 6 * R + 11 * R + 12 * R + 600
     else:
-        body = K * 32 * R + 36 * R + n * 12 * R + 16 * R + 3 * grad_slots(K) * 8 + 1200
+        body = K * 24 * R + 28 * R + n * 12 * R + 16 * R + 3 * grad_slots(K) * 8 + 1200
     return body * 16 / 1024
 
 
@@ -1020,13 +1022,13 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "instructions per pair in the forward gate loop (SASS, issue 15), 13.5 of them index/loop overhead, "
         "charged to every pair loop.",
         "- Register design as built (recalibrated 2026-11-26; the docstring has the details): registers per "
-        "thread from tests/cuda/ptxas_budget.json at run time (forward 64/72/96/128/255 at R = 1/2/4/8/16; the "
+        "thread from tests/cuda/ptxas_budget.json at run time (forward 64/72/96/168/232 at R = 1/2/4/8/16; the "
         "backward's, until the JSON has them, 87/96/110/128/255, measured with nvcc 13.0 on the uncommitted "
         "backward kernel); one-warp blocks, <= 32 per SM; no kernel for R >= 32, so n >= 10 keeps today's "
         "program. SHFL per lane as the program does them (a global gate fetches the partner's R amplitudes; the "
         "forward's features by a butterfly of 3 values per qubit; the backward's gradients by one reduce-scatter "
-        "per layer), equal to the CPU emulation's counts at n = 8. FP32 per pair and gate 20 forward, 64 "
-        "backward (nvcc keeps cmul's FMUL + FFMA and cadd's FADD apart). G: the least predicted time over every "
+        "per layer), equal to the CPU emulation's counts at n = 8. FP32 per pair and gate 16 forward, 48 "
+        "backward (explicit fma chains, as the SASS shows; 20 / 64 while nvcc kept cmul and cadd apart). G: the least predicted time over every "
         "G with a kernel (at n = 8 and S >= 4096 that is G = 16, also the host's default: the fewest lanes with "
         "R <= 16).",
         "- Superseded (the first version's 79 % / 82 % at n = 8, S = 4,096, H100): 2A+40 / 4A+40 registers "
@@ -1035,7 +1037,8 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "prefetched.",
         "- Not modelled, all making the register design's numbers an upper bound: instruction-cache misses of "
         "the unrolled code (the executed path per token, `static_code_kib`, is tens of KiB at n = 8; the SASS of "
-        "register_forward_kernel<float, 16> is 251 KiB and of the backward's 613 KiB with every entangler and "
+        "register_forward_kernel<float, 16> was 251 KiB and of the backward's 613 KiB before the fused gates, "
+        "with every entangler and "
         "pair-feature path), register-bank "
         "conflicts and dual-issue limits, a lone warp's FMA stalls (it is counted at one instruction a cycle).",
         "",

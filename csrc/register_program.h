@@ -40,8 +40,9 @@
 //       xmask(q - K) ^= xmask(q + 1 - K); no data moves.
 //     (n-1, 0) global control, local target: lanes whose control bit is set swap
 //       registers r <-> r ^ 1; no shuffle.
-//   cz, rzz: diagonal, per amplitude from its logical index (cz_ring_sign,
-//     rzz_factor as every backend), no shuffle.
+//   cz, rzz: diagonal, per amplitude from its logical index (cz_ring_sign;
+//     rzz_factors: rzz_factor's arithmetic, each pair's cos, sin loaded once
+//     per layer), no shuffle.
 //   float32 only, once per token: the squared norm (a double) butterfly-summed
 //     (g double shuffles) and the state scaled back, as state_program.h does.
 //   features: per-lane partial sums, already turned into feature values (they
@@ -68,8 +69,9 @@
 // half-size partner exchanges for <X>, <Y> of global qubits would cut it.
 // Registers: an exchange keeps psi and one partner array live (2R complex), a
 // pair of global qubits' features four (psi, pa, pb, pab); nvcc 13, sm_90,
-// float32, ptxas: R = 8 / 16 / 32 use 116 / 235 / 255 registers (R = 32 spills),
-// 94 / 129 / 227 without pair features; so at n = 8 a state wants G >= 16.
+// float32, ptxas (the built kernels' counts are held in tests/cuda/ptxas_budget.json;
+// after the fused gates and rzz_factors, R = 1 / 2 / 4 / 8 / 16 use 62 / 67 / 95 / 161 /
+// 226 registers, no spills; R = 32 spills): so at n = 8 a state wants G >= 16.
 //
 // Backward (scan_backward_state). psi (the saved final state) and the adjoint lam
 // (grad_final_state) sit in the same layout under one labelling, which starts as
@@ -115,10 +117,9 @@
 // reductions 48 (240 with a butterfly per gate), norm 10. The rotations double
 // the forward's (psi and lam both cross); a qubit remap would halve them here too.
 // Registers: a global rotation keeps psi, lam and both partner arrays live (4R
-// complex) beside the gradient array; nvcc 13, sm_90, float32, ptxas without a
-// register cap: R = 8 / 16 / 32 use 128 / 255 / 255 registers, no spills at 8 and
-// 16 (R = 32 spills 4.6 KB), 183 / 255 / 255 without pair features (with a cap of
-// 128, R = 8 without pair features spills 40 bytes).
+// complex) beside the gradient array; nvcc 13, sm_90, float32, ptxas (counts held in
+// tests/cuda/ptxas_budget.json): R = 1 / 2 / 4 / 8 / 16 use 84 / 96 / 114 / 128 / 255
+// registers, no spills (R = 32 spills); float64 R = 8 also takes all 255.
 //
 // Gate matrices: lane q % G builds gate q's matrix (and the rzz cos, sin) into
 // the group's shared scratch, one sync, every lane reads them (the cost model's
@@ -160,8 +161,10 @@
 
 #if defined(__CUDACC__)
 #define QLAM_UNROLL _Pragma("unroll")
+#define QLAM_NO_UNROLL _Pragma("unroll 1")
 #else
 #define QLAM_UNROLL
+#define QLAM_NO_UNROLL
 #endif
 
 namespace qlam {
@@ -236,8 +239,8 @@ struct GroupScratch {
 // Accesses to the shared scratch. An executor that checks them (the race checker,
 // cpu/register_race_check.cpp) declares `static constexpr bool kChecksScratch = true`
 // and the members scratch_load(p), scratch_store(p, v), and scratch_reads(p, count),
-// scratch_writes(p, count) for the ranges that gates.h functions (rot_matrix,
-// rzz_factor) read or write through plain pointers. For every other executor
+// scratch_writes(p, count) for the ranges that gates.h functions read or write
+// through plain pointers (rot_matrix's writes; no plain reads are left). For every other executor
 // (WarpGroupExecutor, the plain emulation) these are the plain load and store and
 // nothing: the generated code is the raw accesses'.
 template <class Exec, class = void>
@@ -378,8 +381,8 @@ QLAM_HD void gate_local(Exec& ex, Cplx<T>* v, const Cplx<T>* mats) {
   for (int r = 0; r < R; ++r) {
     if ((r >> J) & 1) continue;
     const Cplx<T> x = v[r], y = v[r | (1 << J)];
-    v[r] = cadd(cmul(m0, x), cmul(m1, y));
-    v[r | (1 << J)] = cadd(cmul(m2, x), cmul(m3, y));
+    v[r] = cmul_add(m0, x, m1, y);
+    v[r | (1 << J)] = cmul_add(m2, x, m3, y);
   }
 }
 
@@ -396,7 +399,7 @@ QLAM_HD void gate_global(Exec& ex, RegisterState<T, R, Exec>& st, int b, const C
     Cplx<T>* v = st.psi[lane];
     const Cplx<T>* w = st.pa[lane];
     QLAM_UNROLL
-    for (int r = 0; r < R; ++r) v[r] = cadd(cmul(own, v[r]), cmul(partner, w[r]));
+    for (int r = 0; r < R; ++r) v[r] = cmul_add(own, v[r], partner, w[r]);
   });
 }
 
@@ -468,6 +471,33 @@ QLAM_HD void cnot_ring(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R, Exec>
   }
 }
 
+// The rzz layer's factors f[r] for the lane's R registers (logical indices id * R + r): gates.h
+// rzz_factor's arithmetic for each (from (1, 0), one unit phase per pair, in pair order, the same values
+// bit for bit; `inverse` for the inverse layer), with the loops interchanged: pair p's cos and sin are
+// loaded from the scratch once per layer (uniform over the group: two registers) and used for every
+// register. A call of rzz_factor per register read all 2 P values from shared memory again for each one
+// (LDS.32 = 10 R in float32). z_p z_p' of index id * R + r = (id * R) ^ r splits into the lane's part
+// (bits of id * R, once per pair) and the register's (bits of the constant r).
+template <int R, typename T, class Exec>
+QLAM_HD void rzz_factors(Exec& ex, int n, int P, const T* gzz, int id, bool inverse, Cplx<T>* f) {
+  const int base = id * R;
+  QLAM_UNROLL
+  for (int r = 0; r < R; ++r) f[r] = {T(1), T(0)};
+  for (int p = 0; p < P; ++p) {
+    const int q = p + 1 < n ? p + 1 : 0;  // pair_second without the modulo (a division on the GPU)
+    const T c = scratch_load(ex, gzz + p), s = scratch_load(ex, gzz + (P + p));
+    // z z' sin(g/2), negated for the inverse, where register r's own bits p, q are equal
+    const T zs0 = ((((base >> p) ^ (base >> q)) & 1) != int(inverse)) ? -s : s;
+    QLAM_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const T zs = (((r >> p) ^ (r >> q)) & 1) ? -zs0 : zs0;
+      const T re = f[r].re * c + f[r].im * zs;
+      f[r].im = f[r].im * c - f[r].re * zs;
+      f[r].re = re;
+    }
+  }
+}
+
 template <typename T, int R, class Exec>
 QLAM_HD void apply_entangler(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R, Exec>& st, const T* gzz) {
   using Lane = typename Exec::Lane;
@@ -484,15 +514,11 @@ QLAM_HD void apply_entangler(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R,
     });
   } else if (a.entangler == Entangler::RZZ) {
     ex.run([&](Lane lane) {
-      const int64_t base = int64_t(st.id[lane][0]) * R;
+      Cplx<T> f[R];
+      rzz_factors<R>(ex, n, a.P, gzz, st.id[lane][0], false, f);
       Cplx<T>* v = st.psi[lane];
-      scratch_reads(ex, gzz, 2 * a.P);  // rzz_factor's cos, sin
       QLAM_UNROLL
-      for (int r = 0; r < R; ++r) {
-        Cplx<T> f;
-        rzz_factor(a.P, gzz, gzz + a.P, RingZZ{base + r, n}, false, T(1), f.re, f.im);
-        v[r] = cmul(f, v[r]);
-      }
+      for (int r = 0; r < R; ++r) v[r] = cmul(f[r], v[r]);
     });
   }
 }
@@ -701,6 +727,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
           gate_local<j, R>(ex, st.psi[lane], mats + 4 * j);
         });
       });
+      QLAM_NO_UNROLL  // one gate's body: nvcc unrolled this loop twice once the gate had fused multiply-adds
       for (int b = 0; b < g; ++b) gate_global(ex, st, b, mats + 4 * (K + b));
       apply_entangler(ex, a, st, scratch.gzz[buffer]);
     }
@@ -1096,17 +1123,15 @@ QLAM_HD void entangler_backward(Exec& ex, const ScanArgs<T>& a, AdjointState<T, 
   } else if (a.entangler == Entangler::RZZ) {
     if constexpr (Stride == 4) {
       ex.run([&](Lane lane) {
-        const int64_t base = int64_t(st.id[lane][0]) * R;
         Cplx<T>* v = st.psi[lane];
         Cplx<T>* w = st.lam[lane];
         rzz_grad_sums<Stride, R>(n, a.P, st.id[lane][0], v, w, acc[lane]);
-        scratch_reads(ex, gzz, 2 * a.P);  // rzz_factor's cos, sin
+        Cplx<T> f[R];
+        rzz_factors<R>(ex, n, a.P, gzz, st.id[lane][0], true, f);
         QLAM_UNROLL
         for (int r = 0; r < R; ++r) {
-          Cplx<T> f;
-          rzz_factor(a.P, gzz, gzz + a.P, RingZZ{base + r, n}, true, T(1), f.re, f.im);
-          v[r] = cmul(f, v[r]);
-          w[r] = cmul(f, w[r]);
+          v[r] = cmul(f[r], v[r]);
+          w[r] = cmul(f[r], w[r]);
         }
       });
     }
@@ -1126,7 +1151,7 @@ QLAM_HD void gate_local_backward(Exec& ex, Cplx<T>* psi, Cplx<T>* lam, const Cpl
   for (int r = 0; r < R; ++r) {
     if ((r >> J) & 1) continue;
     const int r1 = r | (1 << J);
-    undo_gate_pair(md, psi[r], psi[r1], lam[r], lam[r1], S);
+    undo_gate_pair_fused(md, psi[r], psi[r1], lam[r], lam[r1], S);
   }
   T grad[3];
   rot_grad_parts(scratch_load(ex, tr + 0), scratch_load(ex, tr + 1), scratch_load(ex, tr + 2),
@@ -1157,11 +1182,11 @@ QLAM_HD void gate_global_backward(Exec& ex, AdjointState<T, R, Exec>& st, const 
     Cplx<T> sd = {T(0), T(0)}, sc = {T(0), T(0)};
     QLAM_UNROLL
     for (int r = 0; r < R; ++r) {
-      const Cplx<T> b = cadd(cmul(own, v[r]), cmul(cross, pv[r]));
-      sd = cadd(sd, cmul_conj(w[r], b));
-      sc = cadd(sc, cmul_conj(pw[r], b));
+      const Cplx<T> b = cmul_add(own, v[r], cross, pv[r]);
+      cmul_conj_acc(sd, w[r], b);
+      cmul_conj_acc(sc, pw[r], b);
       v[r] = b;
-      w[r] = cadd(cmul(own, w[r]), cmul(cross, pw[r]));
+      w[r] = cmul_add(own, w[r], cross, pw[r]);
     }
     const T zero = T(0);
     const T S[8] = {one ? zero : sd.re, one ? zero : sd.im, one ? sc.re : zero, one ? sc.im : zero,
