@@ -14,8 +14,9 @@ from qlam.train.schema import to_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "study"
 RECORDS = ROOT / "results" / "cpu-study"
-# keys a run may set without changing what is compared: where it ran and which seed
-RUN_KEYS = {"task": {"data_root", "download", "verify_md5"}, "train": {"seed", "device", "num_threads"}}
+# keys a run may set without changing what is compared: where and how it ran, which seed
+RUN_KEYS = {"task": {"data_root", "download", "verify_md5"},
+            "train": {"seed", "device", "num_threads", "keep_freed_memory"}}
 
 
 def _config_files():
