@@ -66,16 +66,10 @@ QLAM_HD Cplx<T> cadd(Cplx<T> a, Cplx<T> b) {
 // with one rounding on the device (fmaf / fma); on the host the plain expression in the same order (the
 // emulation: the same sums, each product rounded). The CPU kernels (state_program.h, cpu/lane_program.h)
 // keep cmul / cadd / undo_gate_pair: their arithmetic is unchanged.
-QLAM_HD float fmadd(float a, float b, float c) {
+template <typename T>
+QLAM_HD T fmadd(T a, T b, T c) {
 #if defined(__CUDA_ARCH__)
-  return fmaf(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-QLAM_HD double fmadd(double a, double b, double c) {
-#if defined(__CUDA_ARCH__)
-  return fma(a, b, c);
+  return fma(a, b, c);  // CUDA's fma has float and double overloads
 #else
   return a * b + c;
 #endif

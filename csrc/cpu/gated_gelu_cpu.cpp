@@ -113,17 +113,13 @@ void backward_rows(const T* __restrict g, const T* __restrict x, T* __restrict g
   }
 }
 
-QLAM_ISA_CLONES void forward_rows_f32(const float* x, float* y, int64_t h, int64_t begin, int64_t end) {
-  forward_rows(x, y, h, begin, end);
+// The row loops per dtype: float32 compiled per ISA (target_clones cannot take a template).
+QLAM_ISA_CLONES void forward_rows_of(const float* x, float* y, int64_t h, int64_t b, int64_t e) {
+  forward_rows(x, y, h, b, e);
 }
-QLAM_ISA_CLONES void backward_rows_f32(const float* g, const float* x, float* gx, int64_t h, int64_t begin,
-                                       int64_t end) {
-  backward_rows(g, x, gx, h, begin, end);
-}
-void forward_rows_of(const float* x, float* y, int64_t h, int64_t b, int64_t e) { forward_rows_f32(x, y, h, b, e); }
 void forward_rows_of(const double* x, double* y, int64_t h, int64_t b, int64_t e) { forward_rows(x, y, h, b, e); }
-void backward_rows_of(const float* g, const float* x, float* gx, int64_t h, int64_t b, int64_t e) {
-  backward_rows_f32(g, x, gx, h, b, e);
+QLAM_ISA_CLONES void backward_rows_of(const float* g, const float* x, float* gx, int64_t h, int64_t b, int64_t e) {
+  backward_rows(g, x, gx, h, b, e);
 }
 void backward_rows_of(const double* g, const double* x, double* gx, int64_t h, int64_t b, int64_t e) {
   backward_rows(g, x, gx, h, b, e);

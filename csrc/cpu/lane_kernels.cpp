@@ -4,16 +4,14 @@
 #include "isa_clones.h"
 #include "lane_program.h"
 
-#define QLAM_LANE_ENTRY QLAM_ISA_CLONES
-
 namespace qlam {
 
 #define QLAM_LANE_ENTRIES(T, Width)                                                                     \
-  QLAM_LANE_ENTRY void lane_forward_group(const LaneTask<T>& task, int64_t group,                        \
+  QLAM_ISA_CLONES void lane_forward_group(const LaneTask<T>& task, int64_t group,                        \
                                           LaneScratch<T, Width>& scratch) {                              \
     LaneGroup<T, Width>(task, group, scratch).forward();                                                 \
   }                                                                                                      \
-  QLAM_LANE_ENTRY void lane_backward_group(const LaneTask<T>& task, int64_t group,                       \
+  QLAM_ISA_CLONES void lane_backward_group(const LaneTask<T>& task, int64_t group,                       \
                                            LaneScratch<T, Width>& scratch) {                             \
     LaneGroup<T, Width>(task, group, scratch).backward();                                                \
   }

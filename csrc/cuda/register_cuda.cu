@@ -93,14 +93,18 @@ void dispatch_backward(const ScanArgs<T>& a, int G) {
               " are kept in registers for this dtype in the backward");
 }
 
-// Lanes per state: the caller's, or when it leaves it to us (0) the fewest lanes that keep a
-// state's amplitudes within max_r per lane (fewer shuffles), at most a warp; never more lanes
-// than amplitudes (a state of 2**n < G amplitudes uses 2**n lanes).
-int register_lanes(const char* op, int64_t lanes_per_state, int64_t N, int max_r) {
+// The caller's lanes_per_state: 0 (chosen from n) or a power of two up to a warp.
+void check_lanes_argument(const char* op, int64_t lanes_per_state) {
   TORCH_CHECK(lanes_per_state == 0 || (lanes_per_state >= 1 && lanes_per_state <= kWarpLanes &&
                                        (lanes_per_state & (lanes_per_state - 1)) == 0),
               "qlam.", op, ": lanes_per_state must be 0 (chosen from n) or a power of two from 1 to ", kWarpLanes,
               ", got ", lanes_per_state);
+}
+
+// Lanes per state: the caller's, or when it leaves it to us (0) the fewest lanes that keep a
+// state's amplitudes within max_r per lane (fewer shuffles), at most a warp; never more lanes
+// than amplitudes (a state of 2**n < G amplitudes uses 2**n lanes).
+int register_lanes(int64_t lanes_per_state, int64_t N, int max_r) {
   int64_t G = lanes_per_state;
   if (G == 0) {
     G = 1;
@@ -108,8 +112,6 @@ int register_lanes(const char* op, int64_t lanes_per_state, int64_t N, int max_r
   }
   return int(std::min<int64_t>(G, N));
 }
-
-void check_lanes_argument(const char* op, int64_t lanes_per_state) { register_lanes(op, lanes_per_state, 1, 1); }
 
 std::tuple<Tensor, Tensor, Tensor> register_forward_cuda(const Tensor& angles, const OptTensor& ent_angles,
                                                          const OptTensor& init_state, const OptTensor& lengths,
@@ -122,7 +124,7 @@ std::tuple<Tensor, Tensor, Tensor> register_forward_cuda(const Tensor& angles, c
   AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_register_forward_cuda", [&] {
     const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
     if (a.num_states() == 0) return;
-    dispatch_forward(a, register_lanes("_register_forward", lanes_per_state, a.N, kMaxRegisters<scalar_t>));
+    dispatch_forward(a, register_lanes(lanes_per_state, a.N, kMaxRegisters<scalar_t>));
   });
   return {f.features, f.final_state, f.checkpoints};
 }
@@ -138,8 +140,7 @@ std::tuple<Tensor, Tensor, Tensor> register_backward_cuda(
   AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_register_backward_cuda", [&] {
     const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
     if (a.num_states() == 0) return;
-    dispatch_backward(a, register_lanes("_register_backward", lanes_per_state, a.N,
-                                        kMaxBackwardRegisters<scalar_t>));
+    dispatch_backward(a, register_lanes(lanes_per_state, a.N, kMaxBackwardRegisters<scalar_t>));
   });
   return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
 }
