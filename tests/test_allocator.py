@@ -11,7 +11,7 @@ from qlam.train.config import Config, config_from_dict
 from qlam.train.trainer import RESUME_FREE
 
 # A child process runs training steps of configs/smnist/cpu.yaml's model (batch 32, 392 tokens) and
-# reports its minor page faults over the last 3 of 6 steps; the parent compares them with and
+# reports its minor page faults over the last 6 of 12 steps; the parent compares them with and
 # without keep_freed_memory().
 _CHILD = """
 import resource, sys
@@ -25,8 +25,8 @@ torch.set_num_threads(1)
 model = build_model(load_config(sys.argv[2]).model, 1, 10, 392)
 opt = torch.optim.AdamW(model.parameters())
 x, y = torch.randn(32, 392, 1), torch.randint(0, 10, (32,))
-for i in range(6):
-    if i == 3:
+for i in range(12):
+    if i == 6:
         start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     opt.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -50,8 +50,10 @@ def test_freed_blocks_are_reused_without_page_faults():
     if took != "True":
         pytest.skip("this C library does not take glibc's mallopt settings (not glibc?)")
     # Without: glibc unmaps (or trims) the steps' large blocks when they are freed, and the next
-    # step faults their pages in again (thousands per step); with: the same heap memory each step.
-    assert with_setting * 10 < without and without > 1000, (with_setting, without)
+    # step faults their pages in again (10,000-30,000 over the 6 steps in 5 runs here); with: the
+    # same heap memory each step, but the heap still grows now and then as fragmentation shifts
+    # (200-2,750 in the same runs, with transparent huge pages on), hence a 2x margin only.
+    assert with_setting * 2 < without and without > 3000, (with_setting, without)
 
 
 def test_returns_false_where_it_cannot_apply(monkeypatch):

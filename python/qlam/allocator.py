@@ -4,8 +4,9 @@ glibc returns a large freed block to the operating system (an ``munmap``, or a t
 top), and torch's CPU allocator does not cache blocks: so every training step maps its large
 activations and gradients afresh, and touching them costs one page fault per 4 KiB. On the 2-core
 machine of this project's benchmarks that was ~8,000-12,000 faults per step of
-``configs/smnist/cpu.yaml`` (``resource.getrusage().ru_minflt``), a tenth or more of the step; with
-the settings below, 0. The cost: the process keeps its peak heap instead of shrinking after it,
+``configs/smnist/cpu.yaml`` (``resource.getrusage().ru_minflt``); with the settings below, 0-700
+(the heap still grows now and then as fragmentation shifts). What that saves in time was within
+that machine's run-to-run noise. The cost: the process keeps its peak heap instead of shrinking after it,
 which a training loop reaches again every step anyway. (``LD_PRELOAD`` of jemalloc or tcmalloc, as
 PyTorch's CPU tuning guide suggests, has the same effect; this needs no extra library.)
 """
