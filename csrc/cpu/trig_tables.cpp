@@ -111,6 +111,15 @@ inline void sincos_f32(float x, float& s, float& c) {
   c = ((quadrant + 1) & 2) ? -cv : cv;
 }
 
+// cos and sin of half-angle C of W lanes into two planes. One half-angle per loop, with restrict
+// outputs: a loop writing all six planes of a gate at once did not vectorise (GCC gave up on its
+// aliasing) and ran the sincos one lane at a time.
+template <int C, class Halves>
+inline void sincos_lanes(const float* in, int64_t W, Halves halves, float* __restrict cos_out,
+                         float* __restrict sin_out) {
+  for (int64_t w = 0; w < W; ++w) sincos_f32(halves.template half<C>(in, W, w), sin_out[w], cos_out[w]);
+}
+
 // The float32 pre-pass for the blocks (group g, token t0 + tt) with g * tc + tt in [begin, end).
 // Each state's row of a token is contiguous in x (in_width values per item, `items` items); a
 // block stages its W rows transposed, [value][lane], so the arithmetic runs across the lanes.
@@ -145,16 +154,16 @@ inline void trig_blocks(const float* x, float* out, const BlockLayout& k, int64_
     for (int64_t item = 0; item < k.items; ++item) {
       float* o = out + (block * k.items + item) * W;
       const float* in = stage + item * InWidth * W;
-      if (in_range) {  // two loops, not a branch per value: this one vectorises
-        for (int64_t w = 0; w < W; ++w) {
-          float h[kHalves];
-          halves(in, W, w, h);
-          for (int c = 0; c < kHalves; ++c) sincos_f32(h[c], o[(2 * c + 1) * k.count + w], o[2 * c * k.count + w]);
+      if (in_range) {  // not a branch per value, and one loop per half-angle: these vectorise
+        sincos_lanes<0>(in, W, halves, o, o + k.count);
+        if constexpr (kHalves == 3) {
+          sincos_lanes<1>(in, W, halves, o + 2 * k.count, o + 3 * k.count);
+          sincos_lanes<2>(in, W, halves, o + 4 * k.count, o + 5 * k.count);
         }
       } else {
         for (int64_t w = 0; w < W; ++w) {
-          float h[kHalves];
-          halves(in, W, w, h);
+          const float h[3] = {halves.template half<0>(in, W, w), halves.template half<1>(in, W, w),
+                              halves.template half<2>(in, W, w)};
           for (int c = 0; c < kHalves; ++c) {
             o[2 * c * k.count + w] = float(std::cos(double(h[c])));
             o[(2 * c + 1) * k.count + w] = float(std::sin(double(h[c])));
@@ -165,17 +174,18 @@ inline void trig_blocks(const float* x, float* out, const BlockLayout& k, int64_
   }
 }
 
-// Gate angles (phi, theta, omega) -> theta/2, (phi + omega)/2, (phi - omega)/2.
+// Gate angles (phi, theta, omega) -> half-angle C: theta/2, (phi + omega)/2, (phi - omega)/2.
 struct GateHalves {
-  void operator()(const float* in, int64_t W, int64_t w, float* h) const {
-    const float phi = in[w], theta = in[W + w], omega = in[2 * W + w];
-    h[0] = theta * 0.5f;
-    h[1] = (phi + omega) * 0.5f;
-    h[2] = (phi - omega) * 0.5f;
+  template <int C>
+  static float half(const float* in, int64_t W, int64_t w) {
+    if constexpr (C == 0) return in[W + w] * 0.5f;
+    if constexpr (C == 1) return (in[w] + in[2 * W + w]) * 0.5f;
+    return (in[w] - in[2 * W + w]) * 0.5f;
   }
 };
 struct PairHalf {
-  void operator()(const float* in, int64_t, int64_t w, float* h) const { h[0] = in[w] * 0.5f; }
+  template <int C>
+  static float half(const float* in, int64_t, int64_t w) { return in[w] * 0.5f; }
 };
 
 QLAM_ISA_CLONES void gate_trig_blocks_f32(const float* x, float* out, const BlockLayout& k, int64_t begin,
