@@ -2,6 +2,8 @@
 state and every gradient, over many shapes and options."""
 import itertools
 
+import math
+
 import pytest
 import torch
 
@@ -163,6 +165,26 @@ def test_float32_trig_pass_over_chunks_and_angle_ranges(scale, chunk, monkeypatc
     tol = 2e-5 * max(1.0, scale / 20)
     torch.testing.assert_close(got[0].double(), want[0], atol=tol, rtol=0)
     torch.testing.assert_close(got[1].to(torch.complex128), want[1], atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_float32_trig_pass_with_a_nan_or_inf_angle(value):
+    # A NaN or inf angle sends its (group, token) block of the fused pass to the double path: the
+    # state that has it turns NaN from that token on, and every other state, in its block or not,
+    # keeps the values of the reference.
+    case = Case(B=7, T=11, H=3, L=2, n=3, entangler="rzz", pair_features=True)
+    args = make_inputs(case, dtype=torch.float32)
+    assert args["angles"].numel() > 4096  # the fused pass, not the small-call path
+    clean = {k: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+             for k, v in args.items()}
+    clean["init_state"] = args["init_state"].to(torch.complex128)
+    args["angles"][2, 5, 1, 0, 1, 0] = value
+    got, want = qlam.ops.scan(**args), reference.scan(**clean)
+    bad = torch.zeros(case.B, case.H, dtype=torch.bool)
+    bad[2, 1] = True
+    assert got[0][2, 5:, 1].isnan().all() and not got[0][2, :5, 1].isnan().any()
+    torch.testing.assert_close(got[0].transpose(1, 2)[~bad].double(), want[0].transpose(1, 2)[~bad],
+                               atol=2e-5, rtol=0)
 
 
 @pytest.mark.parametrize("lanes", ["narrow", "wide"])

@@ -131,26 +131,27 @@ struct BlockLayout {
 
 template <int InWidth, class Halves>
 inline void trig_blocks(const float* x, float* out, const BlockLayout& k, int64_t begin, int64_t end,
-                        float* stage, Halves halves) {
+                        float* stage, int64_t* row_start, Halves halves) {
   constexpr int kHalves = InWidth == 3 ? 3 : 1;
   const int64_t W = k.W, row = k.items * InWidth;
   for (int64_t block = begin; block < end; ++block) {
     const int64_t g = block / k.tc, tt = block % k.tc;
-    for (int64_t w = 0; w < W; ++w) {
+    // Value by value across the lanes (contiguous stores; the loads gather): lane by lane, the
+    // stores strided by W cost as much as the sincos at n = 4.
+    const int64_t live = std::min(W, k.S - g * W);
+    for (int64_t w = 0; w < live; ++w) {
       const int64_t s = g * W + w;
-      if (s < k.S) {
-        const float* src = x + (((s / k.H) * k.T + k.t0 + tt) * k.H + s % k.H) * row;
-        for (int64_t j = 0; j < row; ++j) stage[j * W + w] = src[j];
-      } else {
-        for (int64_t j = 0; j < row; ++j) stage[j * W + w] = 0.0f;
-      }
+      row_start[w] = (((s / k.H) * k.T + k.t0 + tt) * k.H + s % k.H) * row;
     }
-    float largest = 0.0f;
-    for (int64_t j = 0; j < row * W; ++j) {
-      const float m = std::fabs(stage[j]);
-      largest = m > largest ? m : largest;  // NaN compares false: it passes, and stays NaN below
+    for (int64_t j = 0; j < row; ++j) {
+      for (int64_t w = 0; w < live; ++w) stage[j * W + w] = x[row_start[w] + j];
+      for (int64_t w = live; w < W; ++w) stage[j * W + w] = 0.0f;
     }
-    const bool in_range = largest <= kFusedTrigLimit;
+    // An OR of per-value tests rather than a running maximum, so that it vectorises; NaN fails
+    // the test and takes the double path, which gives NaN as well.
+    int out_of_range = 0;
+    for (int64_t j = 0; j < row * W; ++j) out_of_range |= !(std::fabs(stage[j]) <= kFusedTrigLimit);
+    const bool in_range = out_of_range == 0;
     for (int64_t item = 0; item < k.items; ++item) {
       float* o = out + (block * k.items + item) * W;
       const float* in = stage + item * InWidth * W;
@@ -189,12 +190,12 @@ struct PairHalf {
 };
 
 QLAM_ISA_CLONES void gate_trig_blocks_f32(const float* x, float* out, const BlockLayout& k, int64_t begin,
-                                          int64_t end, float* stage) {
-  trig_blocks<3>(x, out, k, begin, end, stage, GateHalves{});
+                                          int64_t end, float* stage, int64_t* row_start) {
+  trig_blocks<3>(x, out, k, begin, end, stage, row_start, GateHalves{});
 }
 QLAM_ISA_CLONES void pair_trig_blocks_f32(const float* x, float* out, const BlockLayout& k, int64_t begin,
-                                          int64_t end, float* stage) {
-  trig_blocks<1>(x, out, k, begin, end, stage, PairHalf{});
+                                          int64_t end, float* stage, int64_t* row_start) {
+  trig_blocks<1>(x, out, k, begin, end, stage, row_start, PairHalf{});
 }
 
 // The fused float32 pre-pass over tokens [t0, t1) of x (B, T, H, ...items..., in_width):
@@ -211,10 +212,11 @@ Tensor fused_trig_f32(const Tensor& x_in, int64_t items, int in_width, int64_t t
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, items * W));
   at::parallel_for(0, groups * tc, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> stage(items * in_width * W);
+    std::vector<int64_t> row_start(W);
     if (in_width == 3)
-      gate_trig_blocks_f32(xp, op, k, begin, end, stage.data());
+      gate_trig_blocks_f32(xp, op, k, begin, end, stage.data(), row_start.data());
     else
-      pair_trig_blocks_f32(xp, op, k, begin, end, stage.data());
+      pair_trig_blocks_f32(xp, op, k, begin, end, stage.data(), row_start.data());
   });
   return out;
 }
