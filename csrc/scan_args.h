@@ -48,13 +48,14 @@ struct ScanArgs {
     const int64_t b = s / H, h = s % H;
     return (b * T_len + t) * H + h;
   }
-  QLAM_HD int64_t angle_offset(int64_t s, int64_t t, int64_t l) const {
-    return (token(s, t) * L + l) * n * 3;
-  }
-  QLAM_HD int64_t ent_offset(int64_t s, int64_t t, int64_t l) const {
-    return (token(s, t) * L + l) * P;
-  }
-  QLAM_HD int64_t feature_offset(int64_t s, int64_t t) const { return token(s, t) * K; }
+  QLAM_HD int64_t angle_offset(int64_t s, int64_t t, int64_t l) const { return angle_at(token(s, t), l); }
+  QLAM_HD int64_t ent_offset(int64_t s, int64_t t, int64_t l) const { return ent_at(token(s, t), l); }
+  QLAM_HD int64_t feature_offset(int64_t s, int64_t t) const { return feature_at(token(s, t)); }
+  // The same from a token index (token(s, t) = token(s, 0) + t * H), for callers that keep
+  // token(s, 0) per state instead of dividing by H on every access.
+  QLAM_HD int64_t angle_at(int64_t tok, int64_t l) const { return (tok * L + l) * n * 3; }
+  QLAM_HD int64_t ent_at(int64_t tok, int64_t l) const { return (tok * L + l) * P; }
+  QLAM_HD int64_t feature_at(int64_t tok) const { return tok * K; }
   // Checkpoint c holds the state after (c + 1) * checkpoint_every tokens.
   QLAM_HD bool is_checkpoint(int64_t tokens_done) const {
     return checkpoint_every > 0 && tokens_done > 0 && tokens_done <= T_len &&

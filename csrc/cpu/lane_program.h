@@ -89,6 +89,7 @@ class LaneGroup {
       const int64_t s = group * W + w;
       real_[w] = s < a_.num_states();
       state_[w] = real_[w] ? s : 0;
+      token0_[w] = a_.token(state_[w], 0);
       len_[w] = real_[w] ? a_.length_of(s / a_.H) : 0;
       if (len_[w] > max_len_) max_len_ = len_[w];
     }
@@ -167,6 +168,10 @@ class LaneGroup {
 
  private:
   // ------------------------------------------------------------ lanes
+
+  // Token t of lane w's state in the per-token arrays (ScanArgs::token without its division by H:
+  // per lane, per qubit and per token that division cost ~10 % of a backward at n = 4).
+  int64_t token(int w, int64_t t) const { return token0_[w] + t * a_.H; }
 
   Mask active_mask(int64_t t) const {
     Mask m{};
@@ -326,7 +331,7 @@ class LaneGroup {
       rzz_grad_accumulate(a_.P, TableZZ{k_.zz_sign, i, N_}, lam_re_[i] * psi_im_[i] - lam_im_[i] * psi_re_[i], acc);
     for (int w = 0; w < W; ++w) {
       if (!real_[w] || !active[w]) continue;
-      T* g = a_.grad_ent_angles + a_.ent_offset(state_[w], t, l);
+      T* g = a_.grad_ent_angles + a_.ent_at(token(w, t), l);
       for (int p = 0; p < a_.P; ++p) g[p] = acc[p][w] / 2;
     }
   }
@@ -378,7 +383,7 @@ class LaneGroup {
         }
       for (int w = 0; w < W; ++w) {
         if (!real_[w] || !active[w]) continue;
-        T* f = a_.features + a_.feature_offset(state_[w], t) + 3 * q;
+        T* f = a_.features + a_.feature_at(token(w, t)) + 3 * q;
         f[0] = 2 * wr[w];
         f[1] = 2 * wi[w];
         f[2] = z[w];
@@ -413,7 +418,7 @@ class LaneGroup {
         if (!real_[w] || !active[w]) continue;
         T lane[kPairGramReals];
         for (int k = 0; k < kPairGramReals; ++k) lane[k] = acc[k][w];
-        pair_features_from_gram(lane, a_.features + a_.feature_offset(state_[w], t) + 3 * n_ + 9 * q);
+        pair_features_from_gram(lane, a_.features + a_.feature_at(token(w, t)) + 3 * n_ + 9 * q);
       }
     }
   }
@@ -424,7 +429,7 @@ class LaneGroup {
       V gx{}, gy{}, gz{};
       for (int w = 0; w < W; ++w) {
         if (!real_[w] || !active[w]) continue;
-        const T* g = a_.grad_features + a_.feature_offset(state_[w], t) + 3 * q;
+        const T* g = a_.grad_features + a_.feature_at(token(w, t)) + 3 * q;
         gx[w] = 2 * g[0]; gy[w] = 2 * g[1]; gz[w] = 2 * g[2];
       }
       const int64_t stride = int64_t(1) << q;
@@ -448,7 +453,7 @@ class LaneGroup {
       for (int w = 0; w < W; ++w) {
         if (!real_[w] || !active[w]) continue;
         Cplx<T> M[16];
-        pair_feature_source(a_.grad_features + a_.feature_offset(state_[w], t) + 3 * n_ + 9 * q, M);
+        pair_feature_source(a_.grad_features + a_.feature_at(token(w, t)) + 3 * n_ + 9 * q, M);
         for (int k = 0; k < 16; ++k) { mr[k][w] = 2 * M[k].re; mi[k][w] = 2 * M[k].im; }
       }
       for (int64_t p = 0; p < N_ / 4; ++p) {
@@ -510,7 +515,7 @@ class LaneGroup {
     const V g_phi = grad[0], g_theta = grad[1], g_omega = grad[2];
     for (int w = 0; w < W; ++w) {
       if (!real_[w] || !active[w]) continue;
-      T* g = a_.grad_angles + a_.angle_offset(state_[w], t, l) + 3 * q;
+      T* g = a_.grad_angles + a_.angle_at(token(w, t), l) + 3 * q;
       g[0] = g_phi[w];
       g[1] = g_theta[w];
       g[2] = g_omega[w];
@@ -523,7 +528,7 @@ class LaneGroup {
   const int n_;
   V *psi_re_, *psi_im_, *lam_re_, *lam_im_, *tmp_re_, *tmp_im_;
   bool real_[W];
-  int64_t state_[W], len_[W];
+  int64_t state_[W], len_[W], token0_[W];
   int64_t max_len_ = 0, trig_base_ = 0, ent_base_ = 0, trig_plane_ = 0, ent_plane_ = 0;
 };
 
