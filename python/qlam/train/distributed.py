@@ -1,6 +1,7 @@
 """Process setup: one process, or DistributedDataParallel under torchrun (NCCL on GPU, gloo on CPU)."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ def setup(device: str, timeout_s: float = 600.0) -> Context:
         dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(seconds=timeout_s))
+        # The group lives as long as the process (train() calls in one process share it), but must be destroyed
+        # before the interpreter finalizes: a gloo worker thread may still hold the last collective's work, and
+        # releasing its tensors then takes the GIL, which during finalization ends the thread -> std::terminate.
+        atexit.register(teardown)
     return Context(rank, world, dev)
 
 
