@@ -124,7 +124,7 @@ inline void sincos_lanes(const float* in, int64_t W, Halves halves, float* __res
 // Each state's row of a token is contiguous in x (in_width values per item, `items` items); a
 // block stages its W rows transposed, [value][lane], so the arithmetic runs across the lanes.
 // Lanes past the last state stage zeros: the identity's values (cos 1, sin 0). A block with an
-// angle beyond kFusedTrigLimit (or inf) computes in double instead, like the small-call path.
+// angle beyond kFusedTrigLimit (or inf, or NaN) computes in double instead, like the small-call path.
 struct BlockLayout {
   int64_t S, H, T, t0, tc, items, W, count;  // count: values per output plane
 };
