@@ -1,7 +1,6 @@
 """The fused kernels agree with qlam.reference in float64: features, final
 state and every gradient, over many shapes and options."""
 import itertools
-
 import math
 
 import pytest
@@ -136,6 +135,13 @@ def test_small_and_large_calls_agree(dtype):
     torch.testing.assert_close(alone[1], batch[1][:1], **tol)
 
 
+def in_float64(args: dict) -> dict:
+    """The same inputs in float64 / complex128 (exactly: widening loses nothing), for the reference."""
+    return {k: v.to(torch.complex128 if v.is_complex() else torch.float64)
+            if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) else v
+            for k, v in args.items()}
+
+
 @pytest.mark.parametrize("chunk", ["1", "5", "0"])
 @pytest.mark.parametrize("scale", [1.0, 40.0, 4000.0, 3e4, "token 4 x 3e4"])
 def test_float32_trig_pass_over_chunks_and_angle_ranges(scale, chunk, monkeypatch):
@@ -156,10 +162,7 @@ def test_float32_trig_pass_over_chunks_and_angle_ranges(scale, chunk, monkeypatc
         args["angles"] = args["angles"] * scale
         args["ent_angles"] = args["ent_angles"] * scale
     assert args["angles"].numel() > 4096
-    args64 = {k: v.to(torch.complex128 if v.is_complex() else torch.float64)
-              if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()) else v
-              for k, v in args.items()}
-    got, want = qlam.ops.scan(**args), reference.scan(**args64)
+    got, want = qlam.ops.scan(**args), reference.scan(**in_float64(args))
     # float32 sums phi + omega of size x are rounded by up to x * 6e-8 before any trig is taken
     # (the reference sums in float64), and those errors add up over the gates and tokens.
     tol = 2e-5 * max(1.0, scale / 20)
@@ -175,9 +178,7 @@ def test_float32_trig_pass_with_a_nan_or_inf_angle(value):
     case = Case(B=7, T=11, H=3, L=2, n=3, entangler="rzz", pair_features=True)
     args = make_inputs(case, dtype=torch.float32)
     assert args["angles"].numel() > 4096  # the fused pass, not the small-call path
-    clean = {k: v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
-             for k, v in args.items()}
-    clean["init_state"] = args["init_state"].to(torch.complex128)
+    clean = in_float64(args)
     args["angles"][2, 5, 1, 0, 1, 0] = value
     got, want = qlam.ops.scan(**args), reference.scan(**clean)
     bad = torch.zeros(case.B, case.H, dtype=torch.bool)

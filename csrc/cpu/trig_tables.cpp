@@ -112,8 +112,8 @@ inline void sincos_f32(float x, float& s, float& c) {
 }
 
 // cos and sin of half-angle C of W lanes into two planes. One half-angle per loop, with restrict
-// outputs: a loop writing all six planes of a gate at once did not vectorise (GCC gave up on its
-// aliasing) and ran the sincos one lane at a time.
+// outputs: GCC did not vectorise a loop writing all six planes of a gate at once (its report:
+// "no vectype" for the loads), so the sincos ran one lane at a time.
 template <int C, class Halves>
 inline void sincos_lanes(const float* in, int64_t W, Halves halves, float* __restrict cos_out,
                          float* __restrict sin_out) {
