@@ -55,22 +55,24 @@ Assumptions (the ones a measurement should check first are marked *):
   re-read in every iteration (psi and mats may alias); precise sinf/cosf 20 instructions.
 - The register design as built (csrc/register_program.h, launched by csrc/cuda/register_cuda.cu; see
   register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
-  at run time (register_forward_kernel<float, R>, after the fused gates: 64 / 72 / 96 / 168 / 232 at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no
-  kernel, hence no G, for R >= 32); the backward's from that file once it has register_backward_kernel
-  entries, until then 87 / 96 / 110 / 128 / 255 at R = 1 / 2 / 4 / 8 / 16 (R = 8, 16 as register_program.h
-  quotes them; all measured with nvcc 13.0 on the uncommitted backward kernel, 2026-11-26). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers allocated
-  per warp in units of 256, the group scratch (960 / 1536 bytes per state) in shared memory; at n = 8 that
-  is 16 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
+  at run time (register_forward_kernel<float, R>, after the features' reduce-scatter: 80 / 72 / 88 / 120 / 232
+  at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no kernel, hence no G, for R >= 32; the backward's
+  88 / 96 / 120 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers
+  allocated per warp in units of 256, the group scratch (960 / 1536 bytes per state) in shared memory; at
+  n = 8 that is 17 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
   counted them (register_shuffles: a global gate fetches the partner's R amplitudes, 2R SHFL, no qubit
-  remap; the forward reduces each qubit's 3 features by a butterfly, 3 log2 G SHFL, not a reduce-scatter;
-  the backward one reduce-scatter of 3 min(K + 5, 12) sums per layer). FP32 instructions per lane: 8R a
+  remap; the forward reduces the qubits' features, 3 min(K + 5, 12) sums, by one reduce-scatter per token
+  (a butterfly of 3 values per qubit, 3 n log2 G SHFL, until 2026-11-26's second session); the backward one
+  reduce-scatter of 3 min(K + 5, 12) sums per layer). FP32 instructions per lane: 8R a
   gate forward, 24R backward (fma chains: gates.h cmul_add, undo_gate_pair_fused, 48 per pair; as the SASS
   shows; before them nvcc kept cmul's FMUL + FFMA and cadd's FADD apart: 10R and 32R), features 6R per local and 9R per global
   qubit, sources 12R per qubit, + rot_grad_parts per gate and lane backward; matrices built by owner
   lanes (one sync per layer) and read by every lane (8 LDS.32, + 6 trig backward, bank conflicts between
   groups simulated); angles loaded per layer from DRAM on the dependent path (no prefetch); the local
-  CNOTs' register permutation materialised per layer (2R moves per state array). G per point: the least
-  predicted time over every G whose R has a kernel; today's program where it is faster. Instruction-cache
+  CNOTs' register permutation materialised per layer (2R moves per state array). G per point: the host's
+  choice (register_program.h choose_lanes_per_state, mirrored by host_lanes: the fewest lanes with R <= 16,
+  then more while the SMs would get fewer than 4 warps each), the best G beside it; today's program where it
+  is faster. Instruction-cache
   misses of the unrolled code are not modelled* (the rough static code size is reported).
 """
 from __future__ import annotations
@@ -469,8 +471,8 @@ def shared_kernel(gpu: GPU, n: int, S: int, kernel: str) -> dict:
 # one warp per block, its 32 / G groups of G lanes each running one state, R = 2**n / G amplitudes per lane
 # in registers (R a template parameter), the group's scratch (gate matrices, double-buffered by layer) in
 # dynamic shared memory. A gate on a global qubit fetches the partner lane's R amplitudes with xor-shuffles
-# (no qubit remap); features are reduced by a butterfly per qubit, the backward's angle gradients by one
-# reduce-scatter per layer.
+# (no qubit remap); the features are reduced by one reduce-scatter per token, the backward's angle gradients
+# by one per layer.
 
 MAT_PREP = 3 + 5 + 6 * TRIG + 8    # one gate's matrix from its angles (owner lane): loads, half-angles, trig, products
 ROT_GRAD = 43                       # gates.h rot_grad_parts from the six trig values and S (every lane, every gate)
@@ -526,7 +528,8 @@ def reduce_scatter_shuffles(values: int, G: int) -> int:
 
 
 def grad_slots(K: int) -> int:
-    """register_program.h GradSlots<R>: min(K + 5, 12) qubit slots of the backward's gradient array."""
+    """register_program.h QubitSlots<R>: min(K + 5, 12) qubit slots of the forward's feature sums and the
+    backward's gradient sums (the most qubits a group of 2**K-amplitude lanes can have)."""
     return min(K + MAX_GLOBAL_QUBITS, MAX_QUBITS)
 
 
@@ -541,7 +544,7 @@ def register_shuffles(n: int, G: int, kernel: str) -> dict:
         return {"rotations": L * g * 2 * R,            # each global gate: the partner's R amplitudes
                 "ring": L * ring * R,
                 "features": g * 2 * R,                  # <X>, <Y> of each global qubit: the partner's amplitudes
-                "reductions": 3 * n * g,                # a butterfly of 3 values per qubit
+                "reductions": reduce_scatter_shuffles(3 * grad_slots(K), G),  # the qubits' features, once
                 "norm": 2 * g}
     return {"rotations": L * g * 4 * R,                 # psi and lam both cross
             "ring": L * ring * 2 * R,
@@ -645,11 +648,15 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
                    dep_shfl=g, dep_alu=2 * g + 50)
     if kernel == "forward":
         # features: local qubit 12 FP32 per pair (6R), global 9 per register (9R) after its partner fetch;
-        # qubit_features 5; a butterfly of 3 values per qubit (g levels: 3 SHFL + 3 FADD); 3 predicated stores
+        # qubit_features 5; the sums' array zeroed, one reduce-scatter (per kept value 1 SHFL + 2 SEL + 1 FADD,
+        # its g levels one after another), then ceil(3n / G) stores (an index, a compare, a store each); a
+        # global qubit's mask, bit and partner loop 10, its 3 selects of the lane's own-bit sums 3
+        size = 3 * grad_slots(K)
         fp = K * 6 * R + g * 9 * R + 5 * n + shfl["reductions"]
-        c = c + Counts(instructions=fp + shfl["features"] + shfl["reductions"] + n * 13 + g * 10,
+        c = c + Counts(instructions=fp + shfl["features"] + size + shfl["reductions"] * 3
+                       + math.ceil(3 * n / G) * 4 + g * 13,
                        fp32=fp, shuffles=shfl["features"] + shfl["reductions"],
-                       dep_shfl=g + n * g, dep_alu=n * g, dep_l1=0)
+                       dep_shfl=2 * g, dep_alu=g, dep_l1=0)
     else:
         # feature sources: 3 gradient loads and M per qubit; add_twice 6 FP32, 4 per local pair (12R per qubit),
         # R per global qubit's diagonal and R more after its partner fetch (12R)
@@ -679,30 +686,61 @@ def static_code_kib(n: int, G: int, kernel: str) -> float:
     return body * 16 / 1024
 
 
+# register_program.h: the most amplitudes per lane its kernels keep in registers (kMaxForwardRegisters,
+# kMaxBackwardRegisters, float32) and the host's target of warps per multiprocessor (kWarpsPerMultiprocessor)
+MAX_LANE_AMPLITUDES = {"forward": 16, "backward": 16}
+WARPS_PER_SM_WANTED = 4
+
+
+def host_lanes(n: int, S: int, gpu: GPU, kernel: str) -> int:
+    """register_program.h choose_lanes_per_state, what the register kernels run with lanes_per_state = 0: the
+    fewest lanes with R <= 16, doubled while the launch gives the SMs fewer than 4 warps each; at most a warp
+    and 2**n (tests/test_cost_model.py checks it against the compiled rule, qlam._C.register_lanes_per_state)."""
+    N, G = 1 << n, 1
+    while G < WARP and N // G > MAX_LANE_AMPLITUDES[kernel]:
+        G *= 2
+    while G < WARP and G < N and -(-S * G // WARP) < WARPS_PER_SM_WANTED * gpu.sms:
+        G *= 2
+    return min(G, N)
+
+
+def register_launch(gpu: GPU, n: int, S: int, kernel: str, G: int) -> dict:
+    """The predicted launch of S states over G lanes each; {} where G > 2**n or its R = 2**n / G has no kernel
+    that fits (register_regs) or no warp fits an SM."""
+    if G > (1 << n):
+        return {}
+    got = register_counts(n, G, kernel)
+    if got is None:
+        return {}
+    c, regs, smem_block = got
+    resident = blocks_per_sm(gpu, 1, regs, smem_block)   # one-warp blocks (launch_groups)
+    if resident < 1:
+        return {}
+    warps = math.ceil(S * G / WARP)
+    cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel) * WARP / G, warps, 1, resident)
+    return {"program": "register", "cycles": cycles, "bound": bound, "waves": waves, "counts": c,
+            "states_per_warp": WARP // G, "lanes_per_state": G,
+            "warps_per_sm": resident, "regs": regs, "regs_from": register_regs(kernel, (1 << n) // G)[1],
+            "chain": chain_cycles(c), "code_kib": static_code_kib(n, G, kernel)}
+
+
 def register_kernel(gpu: GPU, n: int, S: int, kernel: str) -> dict:
-    """The best valid G for this launch: the least predicted time over G = 1, 2, ..., 32 (G <= 2**n) whose
-    R = 2**n / G has a kernel that fits (register_regs). The host's own default (register_cuda.cu
-    register_lanes: the fewest lanes with R <= 16) is one of the candidates; where it is not the best the
-    model is crediting a choice the host would have to be told (lanes_per_state)."""
-    best = {}
-    for G in (1, 2, 4, 8, 16, 32):
-        if G > (1 << n):
-            break
-        got = register_counts(n, G, kernel)
-        if got is None:
-            continue
-        c, regs, smem_block = got
-        resident = blocks_per_sm(gpu, 1, regs, smem_block)   # one-warp blocks (launch_groups)
-        if resident < 1:
-            continue
-        warps = math.ceil(S * G / WARP)
-        cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel) * WARP / G, warps, 1, resident)
-        if not best or cycles < best["cycles"]:
-            best = {"program": "register", "cycles": cycles, "bound": bound, "waves": waves, "counts": c,
-                    "states_per_warp": WARP // G, "lanes_per_state": G,
-                    "warps_per_sm": resident, "regs": regs, "regs_from": register_regs(kernel, (1 << n) // G)[1],
-                    "chain": chain_cycles(c), "code_kib": static_code_kib(n, G, kernel)}
-    return best
+    """The launch the host makes (host_lanes: the kernels' lanes_per_state = 0), with the best valid G beside it
+    (the least predicted time over G = 1, 2, ..., 32 whose R has a kernel) as best_lanes_per_state and
+    best_cycles, so the rule's cost is visible; {} where the host's G has no kernel."""
+    got = register_launch(gpu, n, S, kernel, host_lanes(n, S, gpu, kernel))
+    if not got:
+        return {}
+    best = min((b for b in (register_launch(gpu, n, S, kernel, G) for G in (1, 2, 4, 8, 16, 32)) if b),
+               key=lambda b: b["cycles"])
+    return {**got, "best_lanes_per_state": best["lanes_per_state"], "best_cycles": best["cycles"]}
+
+
+
+def host_cost(gpu_name: str, kernel: str, ns=range(1, 9), states=(64, 256, 1024, 4096, 16384, 65536)) -> float:
+    """The worst ratio of the host's G's predicted time to the best G's over the grid."""
+    gpu = GPUS[gpu_name]
+    return max(k["cycles"] / k["best_cycles"] for n in ns for S in states if (k := register_kernel(gpu, n, S, kernel)))
 
 
 # ---------------------------------------------------------------- predictions
@@ -877,8 +915,8 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "x 2 x clock), useful flops from benchmarks/flops.py. `shared` = today's kernel (one warp per state, "
         "state in shared memory); `register` = issue 15's design (each state over G lanes, amplitudes in "
         "registers, as built in csrc/register_program.h, recalibrated 2026-11-26 with ptxas's register counts and the "
-        "program's own shuffles; G = the best valid G per point, forward/backward; \"old\" where today's program "
-        "wins or no R = 2^n/G has a kernel). Bound: what limits the busiest wave (issue, fp32, mio = shared memory + shuffles, "
+        "program's own shuffles; G = the host's choice per point (register_program.h choose_lanes_per_state), "
+        "forward/backward; \"old\" where today's program wins or no R = 2^n/G has a kernel). Bound: what limits the busiest wave (issue, fp32, mio = shared memory + shuffles, "
         "dram, latency = one warp's dependent chain).",
         "",
         "## The goal of issue 15: n = 8, S >= 4096: >= 30 % forward, >= 20 % forward+backward",
@@ -901,7 +939,12 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
     for label, by_s in sensitivity():
         lines.append(f"- {label}: " + "; ".join(f"S = {S}: {pct(f)} / {pct(fb)}" for S, (f, fb) in by_s.items()))
     lines += ["", "At S = 256 (batch 64 x 4 heads) the GPU is not full even at G = 32 (256 warps, two per SM): "
-              "one warp's dependent chain sets the time; filling the GPU there would take several warps per state.",
+              "one warp's dependent chain sets the time; filling the GPU there would take more than a warp per state.",
+              "", "The host's choice of G (register_program.h choose_lanes_per_state: the fewest lanes with R <= 16, "
+              "then doubled while the SMs would get fewer than 4 warps each) against the best G the model finds, "
+              "over n = 1..8 and S = 64..65,536: at most "
+              + ", ".join(f"{g} {k} {host_cost(g, k):.2f}x" for g in ("A100", "H100") for k in ("forward", "backward"))
+              + " slower.",
               "", "## The register design at n = 8, per G (H100, S = 4096; per warp and token, 32/G states a warp)", "",
               "| kernel | G | R | registers (from) | warps/SM | SHFL/lane (rot, ring, feat, red, norm) "
               "| instructions | FP32 | lone-warp chain (cycles) | fraction of peak at this G |",
@@ -1022,15 +1065,13 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "instructions per pair in the forward gate loop (SASS, issue 15), 13.5 of them index/loop overhead, "
         "charged to every pair loop.",
         "- Register design as built (recalibrated 2026-11-26; the docstring has the details): registers per "
-        "thread from tests/cuda/ptxas_budget.json at run time (forward 64/72/96/168/232 at R = 1/2/4/8/16; the "
-        "backward's, until the JSON has them, 87/96/110/128/255, measured with nvcc 13.0 on the uncommitted "
-        "backward kernel); one-warp blocks, <= 32 per SM; no kernel for R >= 32, so n >= 10 keeps today's "
+        "thread from tests/cuda/ptxas_budget.json at run time (forward 80/72/88/120/232 at R = 1/2/4/8/16, "
+        "backward 88/96/120/128/255); one-warp blocks, <= 32 per SM; no kernel for R >= 32, so n >= 10 keeps today's "
         "program. SHFL per lane as the program does them (a global gate fetches the partner's R amplitudes; the "
-        "forward's features by a butterfly of 3 values per qubit; the backward's gradients by one reduce-scatter "
-        "per layer), equal to the CPU emulation's counts at n = 8. FP32 per pair and gate 16 forward, 48 "
-        "backward (explicit fma chains, as the SASS shows; 20 / 64 while nvcc kept cmul and cadd apart). G: the least predicted time over every "
-        "G with a kernel (at n = 8 and S >= 4096 that is G = 16, also the host's default: the fewest lanes with "
-        "R <= 16).",
+        "forward's features by one reduce-scatter per token; the backward's gradients by one per layer), equal "
+        "to the counts of the CPU emulation's lanes (tests/test_cost_model.py: n = 4, 6, 8, every G). FP32 per pair and gate 16 forward, 48 "
+        "backward (explicit fma chains, as the SASS shows; 20 / 64 while nvcc kept cmul and cadd apart). G: the host's choice (at n = 8 and "
+        "S >= 4096 G = 16, also the model's best).",
         "- Superseded (the first version's 79 % / 82 % at n = 8, S = 4,096, H100): 2A+40 / 4A+40 registers "
         "(A = 2^n/G), about half of ptxas's counts at A >= 8; measurements reduced by reduce-scatter; a qubit "
         "remap per layer instead of per-gate partner shuffles; 16 / 48 FP32 per pair and gate; angles "

@@ -28,7 +28,7 @@ from flops import backward_flops, forward_flops  # noqa: E402
 from roofline import matmul_peak  # noqa: E402
 from timing import machine, median_time, write_results  # noqa: E402
 
-# float32 amplitudes per lane the kernels keep in registers (register_cuda.cu, kMaxRegisters and
+# float32 amplitudes per lane the kernels keep in registers (register_program.h, kMaxForwardRegisters and
 # kMaxBackwardRegisters).
 MAX_REGISTERS = 16
 MAX_BACKWARD_REGISTERS = 16

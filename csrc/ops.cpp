@@ -323,7 +323,8 @@ TORCH_LIBRARY(qlam, m) {
       "Tensor grad_ent_angles, Tensor grad_init_state, Tensor sync_lines)");
   // Test hooks: the register program under an executor that records each lane's shared-scratch
   // accesses between syncs and raises on a race (cpu/register_race_check.cpp); `mutation` plants a
-  // bug ("none": the program as written); stats = [syncs, scratch loads, scratch stores].
+  // bug ("none": the program as written); stats = [syncs, scratch loads, scratch stores,
+  // SHFL instructions per lane], each summed over the states.
   m.def(
       "_register_race_check_forward(Tensor angles, Tensor? ent_angles, Tensor? init_state, Tensor? lengths, "
       "str entangler, bool pair_features, int checkpoint_every, int lanes_per_state, str mutation) -> "

@@ -46,32 +46,37 @@
 //   float32 only, once per token: the squared norm (a double) butterfly-summed
 //     (g double shuffles) and the state scaled back, as state_program.h does.
 //   features: per-lane partial sums, already turned into feature values (they
-//     are linear in the sums), then a butterfly over the G lanes (log2 G = g
-//     real shuffles per value): qubit q local: register pairs; global: one
-//     partner fetch (R c). Pair (q, q+1) (pair features on): both local:
-//     registers; (K-1, K): R c; both global: 3R c (partners along each bit and
-//     both); 9 values per pair reduced.
+//     are linear in the sums): qubit q local: register pairs; global: one
+//     partner fetch (R c). The qubits' 3 n values sit in one array and cross
+//     the lanes by one reduce-scatter (recursive halving) per token: about
+//     3 QubitSlots real shuffles, 3 min(K + 5, 12), where a butterfly per qubit
+//     took 3 n g. Pair (q, q+1) (pair features on): both local: registers;
+//     (K-1, K): R c; both global: 3R c (partners along each bit and both); each
+//     pair's 9 values by a reduce-scatter of their own.
 // Per token and lane, L layers, cnot ring (g >= 1):
 //   exchanges: L g R + L R/2 (ring, K >= 1) + g R (features) c,
 //              plus R (K >= 1) + 3 R (g - 1) c with pair features;
-//   reductions: 3 n g real (+ 9 (n - 1) g with pair features), + g double (float32 norm).
+//   reductions: one reduce-scatter of 3 QubitSlots reals (+ (n - 1) of 9 with
+//     pair features), + g double (float32 norm).
 // At n = 8, L = 2, float32, SHFL instructions per lane and token (pair features
-// off / on), rotation FMAs per lane and token:
+// off / on; counted by the CPU emulation's lanes, tests/test_cost_model.py),
+// rotation FMAs per lane and token:
 //   G =  1 (R = 256):    0 /    0 SHFL, 32768 FMA
-//   G =  2 (R = 128): 1050 / 1369 SHFL, 16384 FMA
-//   G =  4 (R =  64):  948 / 1586 SHFL,  8192 FMA
-//   G =  8 (R =  32):  718 / 1355 SHFL,  4096 FMA
-//   G = 16 (R =  16):  520 / 1092 SHFL,  2048 FMA
-//   G = 32 (R =   8):  386 /  909 SHFL,  1024 FMA
-// Of G = 32's 386: rotations 160, ring 16, feature partners 80, feature
-// reductions 120, norm 10. The measurement is the heavy part at large G; a
-// reduce-scatter (recursive halving, what benchmarks/cost_model.py assumes) and
-// half-size partner exchanges for <X>, <Y> of global qubits would cut it.
+//   G =  2 (R = 128): 1044 / 1335 SHFL, 16384 FMA
+//   G =  4 (R =  64):  926 / 1494 SHFL,  8192 FMA
+//   G =  8 (R =  32):  673 / 1191 SHFL,  4096 FMA
+//   G = 16 (R =  16):  451 /  848 SHFL,  2048 FMA
+//   G = 32 (R =   8):  290 /  582 SHFL,  1024 FMA
+// Of G = 32's 290: rotations 160, ring 16, feature partners 80, feature
+// reductions 24 (120 with a butterfly per qubit: the table was 386 / 909 at
+// G = 32 and 520 / 1092 at G = 16), norm 10. Half-size partner exchanges for
+// <X>, <Y> of global qubits would cut the partners' 80.
 // Registers: an exchange keeps psi and one partner array live (2R complex), a
 // pair of global qubits' features four (psi, pa, pb, pab); nvcc 13, sm_90,
 // float32, ptxas (the built kernels' counts are held in tests/cuda/ptxas_budget.json;
-// after the fused gates and rzz_factors, R = 1 / 2 / 4 / 8 / 16 use 62 / 67 / 95 / 161 /
-// 226 registers, no spills; R = 32 spills): so at n = 8 a state wants G >= 16.
+// with the features' reduce-scatter, R = 1 / 2 / 4 / 8 / 16 use 75 / 72 / 85 / 116 / 228
+// registers, no spills (62 / 67 / 95 / 161 / 226 with a butterfly per qubit); R = 32
+// spills): so at n = 8 a state wants G >= 16.
 //
 // Backward (scan_backward_state). psi (the saved final state) and the adjoint lam
 // (grad_final_state) sit in the same layout under one labelling, which starts as
@@ -106,7 +111,7 @@
 // Per token and lane, L layers, cnot ring (g >= 1): exchanges L R (ring, K >= 1)
 // + 2 L g R (rotations) + g R (+ (g - 1) R with pair features, sources) c, plus
 // the reductions and the norm. At n = 8, L = 2, float32, SHFL instructions per
-// lane and token (pair features off / on; counted by the CPU emulation):
+// lane and token (pair features off / on; counted by the CPU emulation's lanes):
 //   G =  1 (R = 256):    0 /    0
 //   G =  2 (R = 128): 1830 / 1830
 //   G =  4 (R =  64): 1592 / 1720
@@ -313,14 +318,79 @@ QLAM_HD void butterfly_sum(Exec& ex, P& acc) {
   }
 }
 
-// After butterfly_sum: value c goes to out[c], written by lane c % G.
-template <typename T, class Exec, class P>
-QLAM_HD void write_spread(Exec& ex, P& acc, T* out) {
+// G <= 32 lanes: at most five global qubits.
+constexpr int kMaxGlobalQubits = 5;
+
+// Qubit slots of a per-lane array indexed by qubit (the features' sums, the backward's
+// gradient sums): a group of 2**n / R <= 32 lanes has n <= log2 R + 5 qubits.
+template <int R>
+struct QubitSlots {
+  static constexpr int K = Log2<R>::value;
+  static constexpr int value = K + kMaxGlobalQubits < kMaxQubits ? K + kMaxGlobalQubits : kMaxQubits;
+};
+
+// Reduce-scatter (recursive halving) of the lanes' partial sums acc[0..P::size):
+// afterwards lane p holds in acc[c] the group's total of value c * G + p, for
+// c < ceil(P::size / G). Level j pairs the lanes across bit j of the lane index:
+// a lane keeps the entries (2c or 2c + 1) of its parity, sends the other one and
+// adds the partner's, so the entries halve: ceil(size_j / 2) real shuffles at
+// level j, about P::size in all, where a butterfly takes P::size log2 G. Every
+// size and index is a compile-time constant: runtime guards (the live count of
+// a smaller n) were hoisted out of the token loop by nvcc, one predicate per
+// entry and level, which took R = 8 from 128 registers to 255 and spills. The
+// price: arrays sized by QubitSlots reduce the zero slots of the qubits a smaller
+// group (G < 32) does not have too.
+template <class Exec, class P>
+QLAM_HD void reduce_scatter(Exec& ex, P& acc) {
+  using Lane = typename Exec::Lane;
+  using V = typename P::value_type;
+  using Half = typename Exec::template Private<V, (P::size + 1) / 2>;
+  static_for<0, kMaxGlobalQubits>([&](auto J) {
+    constexpr int j = decltype(J)::value;
+    constexpr int size = (P::size + (1 << j) - 1) >> j;  // entries before level j
+    constexpr int keep = (size + 1) / 2;
+    if ((1 << j) >= ex.lanes()) return;
+    Half send, recv;
+    ex.run([&](Lane lane) {
+      const bool odd = (lane.index() >> j) & 1;
+      const V* v = acc[lane];
+      V* out = send[lane];
+      QLAM_UNROLL
+      for (int c = 0; c < keep; ++c) {
+        const V hi = 2 * c + 1 < size ? v[2 * c + 1] : V(0);
+        out[c] = odd ? v[2 * c] : hi;  // the entry the partner keeps
+      }
+    });
+    ex.shfl_xor(recv, send, 1 << j, [](int c) { return c < keep; });
+    ex.run([&](Lane lane) {
+      const bool odd = (lane.index() >> j) & 1;
+      V* v = acc[lane];
+      const V* in = recv[lane];
+      QLAM_UNROLL
+      for (int c = 0; c < keep; ++c) {  // in place: v[c] is written after v[2c], v[2c+1] are read
+        const V hi = 2 * c + 1 < size ? v[2 * c + 1] : V(0);
+        v[c] = (odd ? hi : v[2 * c]) + in[c];
+      }
+    });
+  });
+}
+
+// After reduce_scatter: lane p writes the values p, p + G, ... below count, value
+// c * G + p from acc[c]. A runtime loop writes acc[0] and shifts the array down by
+// one, so every register index stays a constant: an unrolled loop over the entries
+// with a guard each (`c * G + p < count`) had its guards hoisted out of the token
+// loop by nvcc, which took the forward's R = 4 from 86 to 124 registers and R = 16
+// from 228 to 251 (the backward's write_layer_grads found the same).
+template <class Exec, class P, class Write>
+QLAM_HD void write_scattered(Exec& ex, P& acc, int count, Write write) {
   using Lane = typename Exec::Lane;
   ex.run([&](Lane lane) {
-    QLAM_UNROLL
-    for (int c = 0; c < P::size; ++c)
-      if (c % ex.lanes() == lane.index()) out[c] = acc[lane][c];
+    auto* v = acc[lane];
+    for (int at = lane.index(); at < count; at += ex.lanes()) {
+      write(at, v[0]);
+      QLAM_UNROLL
+      for (int c = 0; c + 1 < P::size; ++c) v[c] = v[c + 1];
+    }
   });
 }
 
@@ -560,20 +630,27 @@ QLAM_HD void restore_norm(Exec& ex, RegisterState<T, R, Exec>& st, double target
 // ---------------------------------------------------------------- features
 
 // Features are linear in the partial sums, so each lane turns its partial sums
-// into partial features and only those cross the lanes (3 per qubit, 9 per pair).
+// into partial features and only those cross the lanes: the qubits' 3 each, in one
+// array of QubitSlots slots reduced by one reduce-scatter at the end; each pair's 9
+// by a reduce-scatter of its own (a single array of every pair's would hold
+// 9 (n - 1) values live beside the partner amplitudes).
 template <typename T, int R, class Exec>
 QLAM_HD void measure_features(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R, Exec>& st, T* out) {
   using Lane = typename Exec::Lane;
-  using Acc3 = typename Exec::template Private<T, 3>;
-  using Acc9 = typename Exec::template Private<T, 9>;
   constexpr int K = Log2<R>::value;
+  constexpr int kSlots = QubitSlots<R>::value;
+  using Acc = typename Exec::template Private<T, 3 * kSlots>;
+  using Acc9 = typename Exec::template Private<T, 9>;
   const int n = a.n, g = n - K;
+  const auto to = [](T* dst) { return [dst](int at, T v) { dst[at] = v; }; };
 
-  // <X_q>, <Y_q>, <Z_q> of the local qubits: pairs of registers.
-  static_for<0, K>([&](auto J) {
-    constexpr int j = decltype(J)::value;
-    Acc3 acc;
-    ex.run([&](Lane lane) {
+  // <X_q>, <Y_q>, <Z_q> of the local qubits: pairs of registers. Slots past n stay zero.
+  Acc acc;
+  ex.run([&](Lane lane) {
+    QLAM_UNROLL
+    for (int c = 0; c < Acc::size; ++c) acc[lane][c] = T(0);
+    static_for<0, K>([&](auto J) {
+      constexpr int j = decltype(J)::value;
       const Cplx<T>* v = st.psi[lane];
       Cplx<T> w = {T(0), T(0)};
       T z = 0;
@@ -583,15 +660,16 @@ QLAM_HD void measure_features(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R
         w = cadd(w, cmul_conj(v[r], v[r | (1 << j)]));
         z += norm2(v[r]) - norm2(v[r | (1 << j)]);
       }
-      qubit_features(w, z, acc[lane]);
+      qubit_features(w, z, acc[lane] + 3 * j);
     });
-    butterfly_sum(ex, acc);
-    write_spread(ex, acc, out + 3 * j);
   });
   // Global qubits: <Z> from the lane's own amplitudes, <X>, <Y> from the partner's;
-  // the lanes whose bit is 0 count each pair.
+  // the lanes whose bit is 0 count each pair. A runtime loop (one body in the code):
+  // each qubit's 3 values enter at slot K and push the earlier ones up a slot, so
+  // every register index stays a constant; after g qubits, qubit b sits at slot
+  // K + g - 1 - b, which the writes below undo.
+  QLAM_NO_UNROLL
   for (int b = 0; b < g; ++b) {
-    Acc3 acc;
     ex.shfl_xor(st.pa, st.psi, st.xmask.get(b), AllRegisters{});
     ex.run([&](Lane lane) {
       const bool one = (st.id[lane][0] >> b) & 1;
@@ -604,18 +682,24 @@ QLAM_HD void measure_features(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R
         sum = cadd(sum, cmul_conj(v[r], w[r]));
         z += norm2(v[r]);
       }
-      qubit_features(one ? Cplx<T>{T(0), T(0)} : sum, one ? -z : z, acc[lane]);
+      T* f = acc[lane];
+      QLAM_UNROLL
+      for (int c = Acc::size - 1; c >= 3 * K + 3; --c) f[c] = f[c - 3];
+      qubit_features(one ? Cplx<T>{T(0), T(0)} : sum, one ? -z : z, f + 3 * K);
     });
-    butterfly_sum(ex, acc);
-    write_spread(ex, acc, out + 3 * (K + b));
   }
+  reduce_scatter(ex, acc);
+  write_scattered(ex, acc, 3 * n, [&](int at, T v) {
+    const int slot = at / 3;
+    out[slot < K ? at : 3 * (K + g - 1 - (slot - K)) + at % 3] = v;
+  });
   if (!a.pair_features) return;
 
   // <A_q B_{q+1}>: groups of four amplitudes with local index rr = b_q + 2 b_{q+1}.
   T* pair_out = out + 3 * n;
   static_for<0, (K >= 1 ? K - 1 : 0)>([&](auto Q) {  // both local
     constexpr int q = decltype(Q)::value;
-    Acc9 acc;
+    Acc9 acc9;
     ex.run([&](Lane lane) {
       const Cplx<T>* v = st.psi[lane];
       T gram[kPairGramReals] = {};
@@ -625,15 +709,15 @@ QLAM_HD void measure_features(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R
         const Cplx<T> group[4] = {v[r], v[r | (1 << q)], v[r | (2 << q)], v[r | (3 << q)]};
         gram_accumulate(group, gram);
       }
-      pair_features_from_gram(gram, acc[lane]);
+      pair_features_from_gram(gram, acc9[lane]);
     });
-    butterfly_sum(ex, acc);
-    write_spread(ex, acc, pair_out + 9 * q);
+    reduce_scatter(ex, acc9);
+    write_scattered(ex, acc9, 9, to(pair_out + 9 * q));
   });
   if constexpr (K >= 1) {
     if (g >= 1) {  // (K-1, K): qubit K-1 in the registers, qubit K across lanes
       constexpr int q = K - 1;
-      Acc9 acc;
+      Acc9 acc9;
       ex.shfl_xor(st.pa, st.psi, st.xmask.get(0), AllRegisters{});
       ex.run([&](Lane lane) {
         const Cplx<T>* v = st.psi[lane];
@@ -648,14 +732,14 @@ QLAM_HD void measure_features(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R
         T f[9];
         pair_features_from_gram(gram, f);
         const bool one = st.id[lane][0] & 1;
-        for (int j = 0; j < 9; ++j) acc[lane][j] = one ? T(0) : f[j];
+        for (int j = 0; j < 9; ++j) acc9[lane][j] = one ? T(0) : f[j];
       });
-      butterfly_sum(ex, acc);
-      write_spread(ex, acc, pair_out + 9 * q);
+      reduce_scatter(ex, acc9);
+      write_scattered(ex, acc9, 9, to(pair_out + 9 * q));
     }
   }
   for (int b = 0; b + 1 < g; ++b) {  // both global
-    Acc9 acc;
+    Acc9 acc9;
     const int m1 = st.xmask.get(b), m2 = st.xmask.get(b + 1);
     ex.shfl_xor(st.pa, st.psi, m1, AllRegisters{});
     ex.shfl_xor(st.pb, st.psi, m2, AllRegisters{});
@@ -674,10 +758,10 @@ QLAM_HD void measure_features(Exec& ex, const ScanArgs<T>& a, RegisterState<T, R
       T f[9];
       pair_features_from_gram(gram, f);
       const bool counts = ((st.id[lane][0] >> b) & 3) == 0;
-      for (int j = 0; j < 9; ++j) acc[lane][j] = counts ? f[j] : T(0);
+      for (int j = 0; j < 9; ++j) acc9[lane][j] = counts ? f[j] : T(0);
     });
-    butterfly_sum(ex, acc);
-    write_spread(ex, acc, pair_out + 9 * (K + b));
+    reduce_scatter(ex, acc9);
+    write_scattered(ex, acc9, 9, to(pair_out + 9 * (K + b)));
   }
 }
 
@@ -743,9 +827,6 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
 
 // ---------------------------------------------------------------- backward
 
-// G <= 32 lanes: at most five global qubits.
-constexpr int kMaxGlobalQubits = 5;
-
 // The backward's lane-private state: the forward's (psi, partner arrays, id, masks)
 // and the adjoint lam, in the same layout and under the same labelling as psi.
 template <typename T, int R, class Exec>
@@ -783,15 +864,6 @@ QLAM_HD Cplx<T> pair_entry(const Cplx<T>* M, int rr) {
   return e;
 }
 
-// Slots of a layer's per-lane gradient sums: qubit q's (phi, theta, omega) at
-// Stride * q + 0..2, with rzz (Stride 4) pair q's sum at Stride * q + 3. A group
-// of 2**n / R <= 32 lanes has n <= log2 R + 5 qubits, which bounds the slots.
-template <int R>
-struct GradSlots {
-  static constexpr int K = Log2<R>::value;
-  static constexpr int value = K + kMaxGlobalQubits < kMaxQubits ? K + kMaxGlobalQubits : kMaxQubits;
-};
-
 // Copies a state (2**n amplitudes, logical order) into the registers under the current labelling.
 template <typename T, int R, class Exec>
 QLAM_HD void load_state(Exec& ex, RegisterState<T, R, Exec>& st, const Cplx<T>* src) {
@@ -804,71 +876,18 @@ QLAM_HD void load_state(Exec& ex, RegisterState<T, R, Exec>& st, const Cplx<T>* 
   });
 }
 
-// Reduce-scatter (recursive halving) of the lanes' partial sums acc[0..P::size):
-// afterwards lane p holds in acc[c] the group's total of value c * G + p, for
-// c < ceil(P::size / G). Level j pairs the lanes across bit j of the lane index:
-// a lane keeps the entries (2c or 2c + 1) of its parity, sends the other one and
-// adds the partner's, so the entries halve: ceil(size_j / 2) real shuffles at
-// level j, about P::size in all, where a butterfly takes P::size log2 G. Every
-// size and index is a compile-time constant: runtime guards (the live count of
-// a smaller n) were hoisted out of the token loop by nvcc, one predicate per
-// entry and level, which took R = 8 from 128 registers to 255 and spills. The
-// price: a group of G < 32 lanes reduces Stride (5 - log2 G) zero entries too.
-template <class Exec, class P>
-QLAM_HD void reduce_scatter(Exec& ex, P& acc) {
-  using Lane = typename Exec::Lane;
-  using V = typename P::value_type;
-  using Half = typename Exec::template Private<V, (P::size + 1) / 2>;
-  static_for<0, kMaxGlobalQubits>([&](auto J) {
-    constexpr int j = decltype(J)::value;
-    constexpr int size = (P::size + (1 << j) - 1) >> j;  // entries before level j
-    constexpr int keep = (size + 1) / 2;
-    if ((1 << j) >= ex.lanes()) return;
-    Half send, recv;
-    ex.run([&](Lane lane) {
-      const bool odd = (lane.index() >> j) & 1;
-      const V* v = acc[lane];
-      V* out = send[lane];
-      QLAM_UNROLL
-      for (int c = 0; c < keep; ++c) {
-        const V hi = 2 * c + 1 < size ? v[2 * c + 1] : V(0);
-        out[c] = odd ? v[2 * c] : hi;  // the entry the partner keeps
-      }
-    });
-    ex.shfl_xor(recv, send, 1 << j, [](int c) { return c < keep; });
-    ex.run([&](Lane lane) {
-      const bool odd = (lane.index() >> j) & 1;
-      V* v = acc[lane];
-      const V* in = recv[lane];
-      QLAM_UNROLL
-      for (int c = 0; c < keep; ++c) {  // in place: v[c] is written after v[2c], v[2c+1] are read
-        const V hi = 2 * c + 1 < size ? v[2 * c + 1] : V(0);
-        v[c] = (odd ? hi : v[2 * c]) + in[c];
-      }
-    });
-  });
-}
-
-// After reduce_scatter: lane p writes the layer's values p, p + G, ... below
-// count (= Stride n). A runtime loop writes acc[0] and shifts the array down by
-// one, so every register index stays a constant (an unrolled loop over the
-// entries with a guard each had its guards and addresses hoisted, as above).
+// A layer's reduced gradient sums (write_scattered of Stride n values) to grad_angles
+// and, with rzz, grad_ent_angles.
 template <int Stride, typename T, class Exec, class P>
 QLAM_HD void write_layer_grads(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l, P& acc,
                                int count) {
-  using Lane = typename Exec::Lane;
-  ex.run([&](Lane lane) {
-    T* v = acc[lane];
-    T* grad = a.grad_angles + a.angle_offset(s, t, l);
-    for (int at = lane.index(); at < count; at += ex.lanes()) {
-      const int q = at / Stride, k = at % Stride;
-      if (k < 3) {
-        grad[3 * q + k] = v[0];
-      } else if (q < a.P) {  // dL/dg_p = 1/2 sum_i z_p z_p' Im(conj(lam_i) psi_i)
-        a.grad_ent_angles[a.ent_offset(s, t, l) + q] = v[0] / 2;
-      }
-      QLAM_UNROLL
-      for (int c = 0; c + 1 < P::size; ++c) v[c] = v[c + 1];
+  T* grad = a.grad_angles + a.angle_offset(s, t, l);
+  write_scattered(ex, acc, count, [&](int at, T v) {
+    const int q = at / Stride, k = at % Stride;
+    if (k < 3) {
+      grad[3 * q + k] = v;
+    } else if (q < a.P) {  // dL/dg_p = 1/2 sum_i z_p z_p' Im(conj(lam_i) psi_i)
+      a.grad_ent_angles[a.ent_offset(s, t, l) + q] = v / 2;
     }
   });
 }
@@ -1079,7 +1098,7 @@ QLAM_HD void rzz_grad_sums(int n, int P, int id, const Cplx<T>* psi, const Cplx<
     if (K >= 3) two[KA - 1] += (((r >> (KA - 1)) ^ r) & 1) ? -w : w;
   }
   const auto zg = [id](int b) { return ((id >> b) & 1) ? T(-1) : T(1); };  // Z of global qubit b
-  static_for<0, GradSlots<R>::value>([&](auto Pc) {
+  static_for<0, QubitSlots<R>::value>([&](auto Pc) {
     constexpr int p = decltype(Pc)::value;  // pair (p, p+1), or (n-1, 0) when p = n-1
     if (p >= P) return;
     T sum;
@@ -1204,7 +1223,9 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
                              BackwardScratch<T>& scratch, double norm0) {
   using Lane = typename Exec::Lane;
   constexpr int K = Log2<R>::value;
-  constexpr int kSlots = GradSlots<R>::value;
+  constexpr int kSlots = QubitSlots<R>::value;
+  // A layer's per-lane gradient sums: qubit q's (phi, theta, omega) at Stride * q + 0..2,
+  // with rzz (Stride 4) pair q's sum at Stride * q + 3.
   using Acc = typename Exec::template Private<T, Stride * kSlots>;
   const int n = a.n, g = n - K;
   const int64_t len = a.length_of(s / a.H);
@@ -1298,6 +1319,37 @@ bool with_register_count(int64_t N, int G, F&& f) {
   } else {
     return false;
   }
+}
+
+// Most amplitudes per lane the CUDA kernels keep in registers (nvcc 13.0, sm_90, ptxas: the counts
+// are held in tests/cuda/ptxas_budget.json). Forward: float32 R = 16, float64 R = 4 without spills
+// (float64 R = 8 spills). Backward: a global rotation keeps psi, lam and both partner arrays live (4R
+// complex) beside the gradient sums; float32 R = 16 and float64 R = 8 take all 255 registers without
+// spilling, so these limits have no headroom: a change that spills there must lower them.
+template <typename T>
+constexpr int kMaxForwardRegisters = sizeof(T) == 4 ? 16 : 4;
+template <typename T>
+constexpr int kMaxBackwardRegisters = sizeof(T) == 4 ? 16 : 8;
+
+constexpr int kWarpLanes = 32;
+// The warps per multiprocessor a launch should give the GPU before the host spreads states over
+// more lanes: one per warp scheduler (4 per SM since Volta). Fewer leave schedulers idle; more lanes
+// per state than needed cost shuffles. benchmarks/cost_model.py predicts this rule within 1.4x of the
+// best G at n = 1..8 and 64..65,536 states on the A100 and H100 (tests/test_cost_model.py); a GPU
+// measurement should set it.
+constexpr int kWarpsPerMultiprocessor = 4;
+
+// Lanes per state when the caller leaves the choice to the host: the fewest lanes that keep a
+// state's 2**n = N amplitudes within max_r per lane (fewer lanes, fewer shuffles), then doubled
+// while the launch would give the multiprocessors fewer than kWarpsPerMultiprocessor warps each
+// (a small batch spreads its states over more lanes rather than leave SMs idle); at most a warp,
+// never more lanes than amplitudes.
+inline int choose_lanes_per_state(int64_t N, int64_t states, int multiprocessors, int max_r) {
+  int64_t G = 1;
+  while (G < kWarpLanes && N / G > max_r) G *= 2;
+  const int64_t wanted = int64_t(kWarpsPerMultiprocessor) * multiprocessors;
+  while (G < kWarpLanes && G < N && (states * G + kWarpLanes - 1) / kWarpLanes < wanted) G *= 2;
+  return int(G < N ? G : N);
 }
 
 // ---------------------------------------------------------------- CUDA executor

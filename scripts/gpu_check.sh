@@ -114,6 +114,10 @@ PY="$(command -v python || command -v python3)"
 step "CUDA tests" 240 30 "$logs/tests.log" "$PY" -m pytest -q -p no:cacheprovider \
   tests/test_cuda.py tests/test_register_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py tests/test_scan_errors.py tests/test_build_info.py \
   tests/test_fuzz_scan.py -k "not emulated"
+# the public op through issue 15's register program (QLAM_CUDA_PROGRAM=register; today's kernels where the
+# state does not fit its registers)
+QLAM_CUDA_PROGRAM=register step "CUDA tests, register program" 150 30 "$logs/tests.log" "$PY" -m pytest -q \
+  -p no:cacheprovider tests/test_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py -k "not emulated"
 for tool in memcheck racecheck synccheck; do
   # memcheck sees every kernel (torch's too); the hazard checkers only qlam's, which are the ones with shared memory of ours.
   filter=()
@@ -130,6 +134,11 @@ step "sMNIST training (full config, 300 steps)" 180 60 "$logs/train.log" "$PY" -
 
 # ---- speed: ratios measured side by side in one run
 step "register kernel vs today's" 120 45 "$logs/bench.log" "$PY" benchmarks/register_cuda.py
+if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
+  step "Nsight Compute: register kernels vs the cost model" 150 60 "$logs/bench.log" "$PY" benchmarks/ncu_register.py
+else
+  echo "| Nsight Compute: register kernels vs the cost model | skipped: no ncu | 0 |" >> "$summary"
+fi
 step "bench_scan" 150 60 "$logs/bench.log" "$PY" benchmarks/bench_scan.py --device cuda --no-compile
 step "classical" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py --device cuda
 step "roofline" 150 60 "$logs/bench.log" "$PY" benchmarks/roofline.py --device cuda

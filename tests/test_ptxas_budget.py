@@ -3,7 +3,7 @@ reports them for sm_90, stay within tests/cuda/ptxas_budget.json. Runs wherever 
 CI machine has the CUDA toolkit and no GPU): it compiles csrc/cuda/scan_cuda.cu (today's kernels)
 and csrc/cuda/register_cuda.cu (the register program's forward and backward kernels, one per register
 count) to cubins. The register kernels' largest register counts sit at ptxas's 255 with no spills:
-a spill there means register_cuda.cu's kMaxRegisters / kMaxBackwardRegisters must come down."""
+a spill there means register_program.h's kMaxForwardRegisters / kMaxBackwardRegisters must come down."""
 import json
 import re
 

@@ -6,13 +6,14 @@ CUDA GPU; scripts/gpu_check.sh runs it. Written without a GPU: these tests have 
 import pytest
 import torch
 
+import qlam
 from qlam import reference
 from scan_cases import DEVICES, Case, make_inputs
 from test_warp_register_emulation import FLOAT32_GRAD_ATOL, assert_grads_match, output_grads, reference_grads
 
 pytestmark = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU and a build with the CUDA kernels")
 
-# Most amplitudes per lane the kernels keep in registers (register_cuda.cu, kMaxRegisters and
+# Most amplitudes per lane the kernels keep in registers (register_program.h, kMaxForwardRegisters and
 # kMaxBackwardRegisters).
 MAX_REGISTERS = {torch.float32: 16, torch.float64: 4}
 MAX_BACKWARD_REGISTERS = {torch.float32: 16, torch.float64: 8}
@@ -202,3 +203,51 @@ def test_register_backward_meta_shapes():
     checkpoints = torch.empty(2, 2, 3, 32, device="meta", dtype=torch.complex128)
     ga, ge, gi = run_backward(args, grads, final, checkpoints, 0, 1)
     assert ga.shape == (2, 3, 2, 2, 5, 3) and ge.shape == (2, 3, 2, 2, 5) and gi.shape == (2, 2, 32)
+
+
+# ---------------------------------------------------------------- qlam.scan with QLAM_CUDA_PROGRAM=register
+
+
+def public_scan_and_grads(args, out_weights):
+    """qlam.ops.scan (autograd: scan_forward, then scan_backward) and the gradients of a fixed loss with respect
+    to the angles, the rzz angles and the initial state."""
+    leaves = [args[k].detach().requires_grad_() for k in ("angles", "ent_angles", "init_state")]
+    features, final = qlam.ops.scan(*leaves, args["lengths"], args["entangler"], args["pair_features"],
+                                    checkpoint_every=2)
+    loss = (features * out_weights[0]).sum() + (final * out_weights[1]).real.sum()
+    return (features.detach(), final.detach(), *torch.autograd.grad(loss, leaves))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [3, 6, 8, 10])
+def test_public_scan_runs_the_register_program_when_selected(n, dtype, monkeypatch):
+    """Under QLAM_CUDA_PROGRAM=register, qlam.scan's forward is the register kernel's (bit for bit, host-chosen
+    lanes) where the state fits its registers and today's elsewhere, and its outputs and gradients agree with
+    today's kernels' (float64 to 1e-10)."""
+    case = Case(B=4, T=5, H=2, L=2, n=n, entangler="rzz", pair_features=True)
+    args = make_inputs(case, dtype=dtype, device="cuda")
+    g = torch.Generator().manual_seed(3)
+    K = 3 * n + 9 * (n - 1)
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    weights = (torch.randn(4, 5, 2, K, generator=g, dtype=torch.float64).to(dtype).cuda(),
+               torch.randn(4, 2, 2**n, generator=g, dtype=torch.complex128).to(cdtype).cuda())
+    monkeypatch.setenv("QLAM_CUDA_PROGRAM", "shared")
+    want = public_scan_and_grads(args, weights)
+    monkeypatch.setenv("QLAM_CUDA_PROGRAM", "register")
+    got = public_scan_and_grads(args, weights)
+    fits = 2**n <= 32 * MAX_REGISTERS[dtype]
+    direct = (run(args, 0, checkpoint_every=2) if fits
+              else torch.ops.qlam.scan_forward(*[args[k] for k in ("angles", "ent_angles", "init_state", "lengths",
+                                                                    "entangler", "pair_features")], 2))
+    torch.testing.assert_close(got[0], direct[0], atol=0, rtol=0)  # the kernel that was meant to run did
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    for name, x, y in zip(("features", "final_state", "grad angles", "grad rzz angles", "grad init_state"), got, want):
+        atol = tol if name in ("features", "final_state") or dtype == torch.float64 else FLOAT32_GRAD_ATOL
+        torch.testing.assert_close(x, y, atol=atol, rtol=0, msg=lambda m: f"{name}: {m}")
+
+
+def test_public_scan_refuses_an_unknown_program(monkeypatch):
+    args = make_inputs(Case(B=1, T=2, H=1, L=1, n=3), dtype=torch.float32, device="cuda")
+    monkeypatch.setenv("QLAM_CUDA_PROGRAM", "fast")
+    with pytest.raises(RuntimeError, match="QLAM_CUDA_PROGRAM must be 'shared'.*or 'register'.*got 'fast'"):
+        qlam.ops.scan(**args)

@@ -81,7 +81,7 @@ def run_both(args, lanes, every):
 
 def assert_saw_the_scratch(args, stats):
     """The checker saw one sync per layer and scratch accesses: the hooks are wired."""
-    syncs, loads, stores = stats
+    syncs, loads, stores, _ = stats
     layers = layers_run(args)
     assert syncs == layers
     assert (loads > 0 and stores > 0) == (layers > 0), stats

@@ -57,6 +57,10 @@ class EmulatedLanes {
 
   int lanes() const { return group_lanes_; }
 
+  // SHFL instructions one lane has issued so far: __shfl_xor_sync moves 32 bits, so a float
+  // takes one, a double or a complex float two, a complex double four (what the cost model counts).
+  int64_t shuffle_instructions() const { return shuffles_; }
+
   template <class P, class Take>
   void shfl_xor(P& dst, const P& src, int mask, Take take) {
     TORCH_INTERNAL_ASSERT(mask > 0 && mask < group_lanes_, who_, ": xor mask ", mask, " outside a group of ",
@@ -64,6 +68,7 @@ class EmulatedLanes {
     typename P::value_type before[kMaxEmulatedLanes];
     for (int r = 0; r < P::size; ++r) {
       if (!take(r)) continue;
+      shuffles_ += int64_t(sizeof(typename P::value_type) / 4);
       for (int i = 0; i < group_lanes_; ++i) before[i] = src.data[i ^ mask][r];
       for (int i = 0; i < group_lanes_; ++i) dst.data[i][r] = before[i];
     }
@@ -83,6 +88,7 @@ class EmulatedLanes {
 
   int group_lanes_;
   const char* who_;
+  int64_t shuffles_ = 0;
 };
 
 }  // namespace regprog

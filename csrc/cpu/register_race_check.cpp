@@ -122,6 +122,7 @@ struct Findings {
   int64_t races = 0, unwritten_reads = 0, unhooked_writes = 0, bad_accesses = 0;
   std::vector<std::string> first;
   int64_t syncs = 0, loads = 0, stores = 0;  // what the checker saw (the stats tensor)
+  int64_t shuffles = 0;                       // SHFL instructions per lane (EmulatedLanes)
 
   bool clean() const { return races + unwritten_reads + unhooked_writes + bad_accesses == 0; }
   void note(int64_t& counter, const std::string& what) {
@@ -363,6 +364,7 @@ void run_checked(const ScanArgs<T>& a, int lanes, MutationSpec mutation, std::ve
     auto sc = poisoned_scratch<Scratch>();
     Exec ex(lanes, sc.get(), sizeof(Scratch), scratch_fields<T>(*sc, Backward), mutation, found[0]);
     for (int64_t s = 0; s < a.num_states(); ++s) one_state(ex, *st, *sc, s);
+    found[0].shuffles = ex.shuffle_instructions();
     return;
   }
   found.assign(size_t(a.num_states()), Findings{});
@@ -372,6 +374,7 @@ void run_checked(const ScanArgs<T>& a, int lanes, MutationSpec mutation, std::ve
       auto sc = poisoned_scratch<Scratch>();  // one group per state, as the CUDA kernels launch them
       Exec ex(lanes, sc.get(), sizeof(Scratch), scratch_fields<T>(*sc, Backward), mutation, found[size_t(s)]);
       one_state(ex, *st, *sc, s);
+      found[size_t(s)].shuffles = ex.shuffle_instructions();
     }
   });
 }
@@ -384,7 +387,8 @@ void dispatch_checked(const ScanArgs<T>& a, int lanes, MutationSpec mutation, st
   TORCH_INTERNAL_ASSERT(ok, "register race check: no register count for 2**n = ", a.N);
 }
 
-// Raises with a report if any state found anything; else the access counts [syncs, loads, stores].
+// Raises with a report if any state found anything; else the counts [syncs, scratch loads, scratch
+// stores, SHFL instructions per lane], summed over the states.
 Tensor report(const char* op, int lanes, const std::string& mutation, const std::vector<Findings>& found) {
   Findings total;
   for (const Findings& f : found) {
@@ -395,6 +399,7 @@ Tensor report(const char* op, int lanes, const std::string& mutation, const std:
     total.syncs += f.syncs;
     total.loads += f.loads;
     total.stores += f.stores;
+    total.shuffles += f.shuffles;
     for (const std::string& s : f.first)
       if (total.first.size() < 4) total.first.push_back(s);
   }
@@ -407,7 +412,7 @@ Tensor report(const char* op, int lanes, const std::string& mutation, const std:
     for (const std::string& s : total.first) msg << "\n  " << s;
     TORCH_CHECK(false, msg.str());
   }
-  return at::tensor(std::vector<int64_t>{total.syncs, total.loads, total.stores}, at::kLong);
+  return at::tensor(std::vector<int64_t>{total.syncs, total.loads, total.stores, total.shuffles}, at::kLong);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> register_race_check_forward(

@@ -1,36 +1,31 @@
 // qlam::_register_forward and qlam::_register_backward on CUDA: issue 15's register program
 // (register_program.h) launched on a GPU, as test and benchmark hooks beside the default kernels
-// of scan_cuda.cu (which qlam.ops.scan keeps using). Each group of G lanes of a warp runs one
+// of scan_cuda.cu, and for qlam::scan_forward / scan_backward when QLAM_CUDA_PROGRAM=register
+// selects it (register_launch.h). Each group of G lanes of a warp runs one
 // state with 2**n / G amplitudes per lane in registers; G comes from the caller or, with
-// lanes_per_state = 0, from register_lanes below. The backward (uncomputation, the arguments and
-// results of scan_backward) has its own register limit, measured like the forward's: it keeps
-// psi, lam and two partner arrays live. NEVER RUN ON A GPU: both kernels are compiled only
-// (tests/test_ptxas_budget.py checks their registers, spills and stack); the program itself is
-// proven by its CPU emulation (tests/test_warp_register_emulation.py), and
+// lanes_per_state = 0, from the host's rule (register_lanes below). The backward (uncomputation,
+// the arguments and results of scan_backward) has its own register limit (register_program.h
+// kMaxBackwardRegisters): it keeps psi, lam and two partner arrays live. NEVER RUN ON A GPU: both
+// kernels are compiled only (tests/test_ptxas_budget.py checks their registers, spills and stack);
+// the program itself is proven by its CPU emulation (tests/test_warp_register_emulation.py), and
 // tests/test_register_cuda.py is written but has not run.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "../register_program.h"
 #include "../scan_host.h"
+#include "register_launch.h"
 
 namespace qlam {
 namespace {
 
-constexpr int kWarpLanes = 32;
-
-// Most amplitudes per lane, forward: ptxas keeps R = 16 (float32) and R = 4 (float64) in
-// registers without spills (tests/cuda/ptxas_budget.json); float64 R = 8 spills (68 bytes).
-template <typename T>
-constexpr int kMaxRegisters = sizeof(T) == 4 ? 16 : 4;
-
-// Most amplitudes per lane, backward: a global rotation keeps psi, lam and both partner arrays
-// live (4R complex) beside the gradient slots. nvcc 13.0, sm_90: float32 R = 16 and float64
-// R = 8 take all 255 registers without spilling (tests/cuda/ptxas_budget.json), so the limits
-// have no headroom: a change to the program that spills there must lower them.
-template <typename T>
-constexpr int kMaxBackwardRegisters = sizeof(T) == 4 ? 16 : 8;
+using regprog::kMaxBackwardRegisters;
+using regprog::kMaxForwardRegisters;
+using regprog::kWarpLanes;
 
 // This thread's group (G consecutive lanes of the one-warp block) and the state it runs.
 __device__ regprog::WarpGroupExecutor group_executor(int G) {
@@ -76,11 +71,11 @@ void launch_groups(Kernel kernel, const ScanArgs<T>& a, int G) {
 
 template <typename T>
 void dispatch_forward(const ScanArgs<T>& a, int G) {
-  const bool found = regprog::with_register_count<kMaxRegisters<T>>(a.N, G, [&](auto r) {
+  const bool found = regprog::with_register_count<kMaxForwardRegisters<T>>(a.N, G, [&](auto r) {
     launch_groups<regprog::GroupScratch<T>>(register_forward_kernel<T, decltype(r)::value>, a, G);
   });
   TORCH_CHECK(found, "qlam._register_forward: 2**n / lanes_per_state = ", a.N / G, " amplitudes per lane; at most ",
-              kMaxRegisters<T>, " are kept in registers for this dtype");
+              kMaxForwardRegisters<T>, " are kept in registers for this dtype");
 }
 
 template <typename T>
@@ -93,24 +88,47 @@ void dispatch_backward(const ScanArgs<T>& a, int G) {
               " are kept in registers for this dtype in the backward");
 }
 
-// The caller's lanes_per_state: 0 (chosen from n) or a power of two up to a warp.
+// The caller's lanes_per_state: 0 (chosen by the host) or a power of two up to a warp.
 void check_lanes_argument(const char* op, int64_t lanes_per_state) {
   TORCH_CHECK(lanes_per_state == 0 || (lanes_per_state >= 1 && lanes_per_state <= kWarpLanes &&
                                        (lanes_per_state & (lanes_per_state - 1)) == 0),
-              "qlam.", op, ": lanes_per_state must be 0 (chosen from n) or a power of two from 1 to ", kWarpLanes,
+              "qlam.", op, ": lanes_per_state must be 0 (chosen by the host) or a power of two from 1 to ", kWarpLanes,
               ", got ", lanes_per_state);
 }
 
-// Lanes per state: the caller's, or when it leaves it to us (0) the fewest lanes that keep a
-// state's amplitudes within max_r per lane (fewer shuffles), at most a warp; never more lanes
-// than amplitudes (a state of 2**n < G amplitudes uses 2**n lanes).
-int register_lanes(int64_t lanes_per_state, int64_t N, int max_r) {
-  int64_t G = lanes_per_state;
-  if (G == 0) {
-    G = 1;
-    while (G < kWarpLanes && N / G > max_r) G *= 2;
+// Lanes per state: the caller's, or when it leaves it to us (0) the host's choice from n, the number
+// of states and the device's multiprocessors (register_program.h choose_lanes_per_state); never
+// more lanes than amplitudes.
+int register_lanes(int64_t lanes_per_state, int64_t N, int64_t states, int max_r) {
+  if (lanes_per_state == 0) {
+    const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    return regprog::choose_lanes_per_state(N, states, sms, max_r);
   }
-  return int(std::min<int64_t>(G, N));
+  return int(std::min<int64_t>(lanes_per_state, N));
+}
+
+// The forward on prepared buffers; false where the caller lets the host choose (lanes_per_state 0)
+// and no lane count keeps 2**n amplitudes in registers.
+bool run_forward(const ForwardBuffers& f, int64_t lanes_per_state) {
+  bool fits = true;
+  AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_register_forward_cuda", [&] {
+    const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
+    fits = lanes_per_state != 0 || a.N <= int64_t(kWarpLanes) * kMaxForwardRegisters<scalar_t>;
+    if (!fits || a.num_states() == 0) return;
+    dispatch_forward(a, register_lanes(lanes_per_state, a.N, a.num_states(), kMaxForwardRegisters<scalar_t>));
+  });
+  return fits;
+}
+
+bool run_backward(const BackwardBuffers& b, int64_t lanes_per_state) {
+  bool fits = true;
+  AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_register_backward_cuda", [&] {
+    const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
+    fits = lanes_per_state != 0 || a.N <= int64_t(kWarpLanes) * kMaxBackwardRegisters<scalar_t>;
+    if (!fits || a.num_states() == 0) return;
+    dispatch_backward(a, register_lanes(lanes_per_state, a.N, a.num_states(), kMaxBackwardRegisters<scalar_t>));
+  });
+  return fits;
 }
 
 std::tuple<Tensor, Tensor, Tensor> register_forward_cuda(const Tensor& angles, const OptTensor& ent_angles,
@@ -121,11 +139,11 @@ std::tuple<Tensor, Tensor, Tensor> register_forward_cuda(const Tensor& angles, c
   const c10::cuda::CUDAGuard guard(angles.device());
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
                                      checkpoint_every);
-  AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_register_forward_cuda", [&] {
-    const ScanArgs<scalar_t> a = forward_args<scalar_t>(f);
-    if (a.num_states() == 0) return;
-    dispatch_forward(a, register_lanes(lanes_per_state, a.N, kMaxRegisters<scalar_t>));
-  });
+  TORCH_CHECK(run_forward(f, lanes_per_state), "qlam._register_forward: 2**n = ", f.shape.N,
+              " amplitudes over at most ", kWarpLanes, " lanes: ", f.shape.N / kWarpLanes,
+              " amplitudes per lane; at most ",
+              f.angles.scalar_type() == at::kDouble ? kMaxForwardRegisters<double> : kMaxForwardRegisters<float>,
+              " are kept in registers for this dtype");
   return {f.features, f.final_state, f.checkpoints};
 }
 
@@ -137,15 +155,27 @@ std::tuple<Tensor, Tensor, Tensor> register_backward_cuda(
   const c10::cuda::CUDAGuard guard(angles.device());
   BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
                                        checkpoints, lengths, entangler, pair_features, checkpoint_every);
-  AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_register_backward_cuda", [&] {
-    const ScanArgs<scalar_t> a = backward_args<scalar_t>(b);
-    if (a.num_states() == 0) return;
-    dispatch_backward(a, register_lanes(lanes_per_state, a.N, kMaxBackwardRegisters<scalar_t>));
-  });
+  TORCH_CHECK(run_backward(b, lanes_per_state), "qlam._register_backward: 2**n = ", b.shape.N,
+              " amplitudes over at most ", kWarpLanes, " lanes: ", b.shape.N / kWarpLanes,
+              " amplitudes per lane; at most ",
+              b.angles.scalar_type() == at::kDouble ? kMaxBackwardRegisters<double> : kMaxBackwardRegisters<float>,
+              " are kept in registers for this dtype in the backward");
   return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
 }
 
 }  // namespace
+
+bool cuda_program_is_register() {
+  const char* value = std::getenv("QLAM_CUDA_PROGRAM");
+  const std::string program = value ? value : "";
+  TORCH_CHECK(program.empty() || program == "shared" || program == "register",
+              "QLAM_CUDA_PROGRAM must be 'shared' (today's kernels, the default) or 'register' (issue 15's "
+              "register program where the state fits), got '", program, "'");
+  return program == "register";
+}
+
+bool launch_register_forward(const ForwardBuffers& f) { return run_forward(f, 0); }
+bool launch_register_backward(const BackwardBuffers& b) { return run_backward(b, 0); }
 
 TORCH_LIBRARY_IMPL(qlam, CUDA, m) {
   m.impl("_register_forward", &register_forward_cuda);

@@ -1,6 +1,8 @@
 // CUDA kernels of qlam::scan_forward and qlam::scan_backward: one launch for
 // the whole sequence; each warp owns one (b, h) state held in shared memory
-// and runs the per-state program of state_program.h with its 32 lanes.
+// and runs the per-state program of state_program.h with its 32 lanes. With
+// QLAM_CUDA_PROGRAM=register, the register program (register_cuda.cu) runs
+// instead wherever the state fits its registers.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -12,6 +14,7 @@
 
 #include "../scan_host.h"
 #include "../state_program.h"
+#include "register_launch.h"
 
 namespace qlam {
 namespace {
@@ -132,6 +135,7 @@ std::tuple<Tensor, Tensor, Tensor> scan_forward_cuda(const Tensor& angles, const
   const c10::cuda::CUDAGuard guard(angles.device());
   ForwardBuffers f = prepare_forward(angles, ent_angles, init_state, lengths, entangler, pair_features,
                                      checkpoint_every);
+  if (cuda_program_is_register() && launch_register_forward(f)) return {f.features, f.final_state, f.checkpoints};
   AT_DISPATCH_FLOATING_TYPES(f.angles.scalar_type(), "qlam_scan_forward_cuda", [&] {
     launch(scan_forward_kernel<scalar_t>, forward_args<scalar_t>(f), 1);
   });
@@ -147,6 +151,9 @@ std::tuple<Tensor, Tensor, Tensor> scan_backward_cuda(const OptTensor& grad_feat
   const c10::cuda::CUDAGuard guard(angles.device());
   BackwardBuffers b = prepare_backward(grad_features, grad_final_state, angles, ent_angles, final_state,
                                        checkpoints, lengths, entangler, pair_features, checkpoint_every);
+  if (cuda_program_is_register() && launch_register_backward(b)) {
+    return {b.grad_angles, b.grad_ent_angles, b.grad_init_state};
+  }
   AT_DISPATCH_FLOATING_TYPES(b.angles.scalar_type(), "qlam_scan_backward_cuda", [&] {
     launch(scan_backward_kernel<scalar_t>, backward_args<scalar_t>(b), 2);
   });
