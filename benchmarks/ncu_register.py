@@ -1,0 +1,208 @@
+"""Issue 15's register kernels under Nsight Compute: what they execute per warp and token, beside what
+benchmarks/cost_model.py predicts. Needs a GPU and ncu (Nsight Compute's command line).
+
+    python benchmarks/ncu_register.py [--n 8] [--states 4096] [--tokens 32]
+
+Profiles one launch of torch.ops.qlam._register_forward and one of _register_backward (float32, H = 1,
+L = 2, cnot, no pair features: the model's shape; lanes per state: the host's choice) with
+`ncu --csv --metrics ...`, and divides the counters by warps x tokens: warp instructions issued, FP32
+warp instructions (FFMA + FMUL + FADD thread instructions / 32), the issue-slot utilisation, the achieved
+occupancy and SM cycles per token. Beside them: cost_model.register_counts (instructions, FP32 per warp and
+token) and cost_model.register_kernel (warps per SM, cycles per token). Cycles are clock-independent, so
+they compare with the model even though ncu locks the clock. The kernels' prologue (loading the state, the
+first norm) is spread over the tokens. Metrics this ncu does not know (their names move between versions)
+are listed as missing, not guessed. Writes benchmarks/results/ncu_register_cuda.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cost_model as cm  # noqa: E402
+
+# What we read -> the metric names that give it, first known one wins (ncu renames metrics now and then).
+METRICS = {
+    "warp_instructions": ["smsp__inst_executed.sum"],
+    "ffma": ["smsp__sass_thread_inst_executed_op_ffma_pred_on.sum", "sm__sass_thread_inst_executed_op_ffma_pred_on.sum"],
+    "fmul": ["smsp__sass_thread_inst_executed_op_fmul_pred_on.sum", "sm__sass_thread_inst_executed_op_fmul_pred_on.sum"],
+    "fadd": ["smsp__sass_thread_inst_executed_op_fadd_pred_on.sum", "sm__sass_thread_inst_executed_op_fadd_pred_on.sum"],
+    "issue_active_pct": ["smsp__issue_active.avg.pct_of_peak_sustained_active"],
+    "warps_active_pct": ["sm__warps_active.avg.pct_of_peak_sustained_active"],
+    "sm_cycles": ["sm__cycles_elapsed.max"],
+}
+KERNELS = {"forward": "register_forward_kernel", "backward": "register_backward_kernel"}
+L = cm.L
+
+
+def find_ncu() -> str | None:
+    for candidate in (os.environ.get("QLAM_NCU"), shutil.which("ncu"), "/usr/local/cuda/bin/ncu"):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def known_metrics(ncu: str) -> set[str]:
+    """Base names (before the first '.') of the metrics this ncu can collect on this GPU."""
+    out = subprocess.run([ncu, "--query-metrics"], capture_output=True, text=True, timeout=120)
+    names = set()
+    for line in out.stdout.splitlines():
+        word = line.split(" ", 1)[0].strip()
+        if "__" in word:
+            names.add(word)
+    return names
+
+
+def choose_metrics(known: set[str]) -> tuple[dict[str, str], list[str]]:
+    """(what -> metric name) for every wanted value with a known metric, and the wanted values without one."""
+    chosen, missing = {}, []
+    for what, candidates in METRICS.items():
+        found = next((m for m in candidates if m.split(".", 1)[0] in known), None)
+        if found:
+            chosen[what] = found
+        else:
+            missing.append(what)
+    return chosen, missing
+
+
+def parse_ncu_csv(text: str) -> dict[str, float]:
+    """Metric name -> value from `ncu --csv` output (one profiled kernel; thousands separators removed).
+    Lines before the CSV header (the application's own output, ncu's ==PROF== notes) are skipped."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith('"ID"')), None)
+    if start is None:
+        raise ValueError("no CSV table in ncu's output:\n" + text[-2000:])
+    values = {}
+    for row in csv.DictReader(io.StringIO("\n".join(lines[start:]))):
+        name, value = row.get("Metric Name"), row.get("Metric Value", "")
+        if not name:
+            continue
+        try:
+            values[name] = float(value.replace(",", ""))
+        except ValueError:
+            continue
+    return values
+
+
+def per_warp_token(values: dict[str, float], chosen: dict[str, str], warps: int, tokens: int) -> dict:
+    """The measured row: counts per warp and token, utilisations as percentages, cycles per token."""
+    got = {what: values.get(name) for what, name in chosen.items()}
+    row = {}
+    if got.get("warp_instructions") is not None:
+        row["instructions"] = got["warp_instructions"] / (warps * tokens)
+    fp = [got.get(k) for k in ("ffma", "fmul", "fadd")]
+    if all(v is not None for v in fp):
+        row["fp32"] = sum(fp) / cm.WARP / (warps * tokens)
+    for key in ("issue_active_pct", "warps_active_pct"):
+        if got.get(key) is not None:
+            row[key] = got[key]
+    if got.get("sm_cycles") is not None:
+        row["cycles_per_token"] = got["sm_cycles"] / tokens
+    return row
+
+
+def predicted(n: int, S: int, kernel: str, gpu: str) -> dict:
+    """The model's row for the host's G: counts per warp and token, warps per SM, cycles per token."""
+    k = cm.register_kernel(cm.GPUS[gpu], n, S, kernel)
+    c = k["counts"]
+    return {"lanes_per_state": k["lanes_per_state"], "instructions": c.instructions, "fp32": c.fp32,
+            "warps_per_sm": k["warps_per_sm"], "cycles_per_token": k["cycles"], "bound": k["bound"]}
+
+
+def run_case(kernel: str, n: int, S: int, T: int) -> None:
+    """The profiled process: one launch of the kernel (the backward's forward is profiled out by name)."""
+    import torch
+    g = torch.Generator(device="cuda").manual_seed(0)
+    angles = torch.rand(S, T, 1, L, n, 3, device="cuda", generator=g) * 6.4 - 3.2
+    call = (angles, None, None, None, "cnot", False, 0)
+    features, final, checkpoints = torch.ops.qlam._register_forward(*call, 0)
+    if kernel == "backward":
+        grad = torch.randn(features.shape, device="cuda", generator=g)
+        torch.ops.qlam._register_backward(grad, None, angles, None, final, checkpoints, None, "cnot", False, 0, 0)
+    torch.cuda.synchronize()
+
+
+def gpu_model_name() -> str:
+    import torch
+    name = torch.cuda.get_device_name()
+    return next((g for g in ("H200", "H100", "A100") if g in name), "H100")
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = ["# Register kernels under Nsight Compute, against the cost model", "",
+             f"GPU: {meta.get('gpu', '?')} (model: {meta['model_gpu']}). Command: `{meta['command']}`. n = {meta['n']}, "
+             f"{meta['states']} states, {meta['tokens']} tokens, float32, H = 1, L = {L}, cnot, no pair features; "
+             "lanes per state: the host's choice. Per warp and token; the prologue is spread over the tokens.", "",
+             "| kernel | G (model) | instructions (model) | FP32 (model) | issue active % | warps active % (model warps/SM) | "
+             "cycles per token (model, bound) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+
+    def fmt(v, digits=0):
+        return "n/a" if v is None else f"{v:,.{digits}f}"
+
+    for r in rows:
+        m, p = r["measured"], r["predicted"]
+        lines.append(f"| {r['kernel']} | {m.get('lanes_per_state', '?')} ({p['lanes_per_state']}) | {fmt(m.get('instructions'))} ({fmt(p['instructions'])}) | "
+                     f"{fmt(m.get('fp32'))} ({fmt(p['fp32'])}) | {fmt(m.get('issue_active_pct'), 1)} | "
+                     f"{fmt(m.get('warps_active_pct'), 1)} ({p['warps_per_sm']}) | "
+                     f"{fmt(m.get('cycles_per_token'))} ({fmt(p['cycles_per_token'])}, {p['bound']}) |")
+    if meta.get("missing"):
+        lines += ["", "Not collected (no such metric in this ncu): " + ", ".join(meta["missing"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--states", type=int, default=4096)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--case", choices=sorted(KERNELS), help=argparse.SUPPRESS)  # the profiled process
+    args = parser.parse_args(argv)
+    if args.case:
+        run_case(args.case, args.n, args.states, args.tokens)
+        return
+    import torch
+
+    import qlam
+    from timing import machine, write_results
+    if not (torch.cuda.is_available() and qlam._extension.supports(torch.device("cuda"))):
+        sys.exit("ncu_register.py: needs a CUDA GPU and qlam built with its CUDA kernels")
+    ncu = find_ncu()
+    if ncu is None:
+        sys.exit("ncu_register.py: needs Nsight Compute's ncu (on PATH, in /usr/local/cuda/bin, or $QLAM_NCU)")
+    chosen, missing = choose_metrics(known_metrics(ncu))
+    if not chosen:
+        sys.exit(f"ncu_register.py: {ncu} knows none of the metrics {sorted(METRICS)} wants")
+    gpu = gpu_model_name()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    rows = []
+    for kernel in ("forward", "backward"):
+        command = [ncu, "--csv", "--metrics", ",".join(chosen.values()), "--kernel-name", f"regex:{KERNELS[kernel]}",
+                   "--launch-count", "1", sys.executable, os.path.abspath(__file__), "--case", kernel,
+                   "--n", str(args.n), "--states", str(args.states), "--tokens", str(args.tokens)]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            sys.exit(f"ncu_register.py: ncu failed on the {kernel} (exit {out.returncode}):\n{out.stderr[-3000:]}")
+        pred = predicted(args.n, args.states, kernel, gpu)
+        # the lanes the launch used: the host's rule with this device's SMs (the model uses its GPU's)
+        G = qlam._C.register_lanes_per_state(args.n, args.states, sms, False, kernel == "backward")
+        measured = per_warp_token(parse_ncu_csv(out.stdout), chosen, math.ceil(args.states * G / cm.WARP),
+                                  args.tokens)
+        measured["lanes_per_state"] = G
+        rows.append({"kernel": kernel, "measured": measured, "predicted": pred})
+        print(rows[-1], flush=True)
+    meta = machine()
+    meta.update(command="python benchmarks/ncu_register.py " + " ".join(sys.argv[1:]), n=args.n, states=args.states,
+                tokens=args.tokens, model_gpu=gpu, metrics=chosen, missing=missing)
+    paths = write_results("ncu_register_cuda", rows, markdown(rows, meta), meta)
+    print("wrote", *paths)
+
+
+if __name__ == "__main__":
+    main()
