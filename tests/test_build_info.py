@@ -25,6 +25,17 @@ def test_show_config_prints_the_build():
     assert "built against torch" in out and "largest n_qubits: 12" in out
 
 
+@pytest.mark.skipif(not qlam._extension.AVAILABLE or not qlam._extension.build_info()["with_cuda"],
+                    reason="a build without the CUDA kernels has no CUDA program to report")
+def test_show_config_reports_the_cuda_program(monkeypatch):
+    monkeypatch.delenv("QLAM_CUDA_PROGRAM", raising=False)
+    assert "CUDA scan program: shared" in qlam.show_config()
+    monkeypatch.setenv("QLAM_CUDA_PROGRAM", "register")
+    assert "CUDA scan program: register" in qlam.show_config()
+    monkeypatch.setenv("QLAM_CUDA_PROGRAM", "fast")
+    assert "INVALID: QLAM_CUDA_PROGRAM='fast' must be 'shared' or 'register'" in qlam.show_config()
+
+
 def test_ops_are_registered():
     for name in ("scan", "scan_checkpointed", "scan_forward", "scan_backward"):
         assert hasattr(torch.ops.qlam, name)

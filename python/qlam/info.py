@@ -1,6 +1,7 @@
 """Prints how qlam was built: `python -m qlam.info` or `qlam.show_config()`."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import torch
@@ -28,6 +29,13 @@ def show_config() -> str:
                              f"PTX {', '.join(targets['ptx']) or 'none'}")
             except (OSError, ValueError) as error:
                 lines.append(f"GPU code: could not be read ({error})")
+            program = os.environ.get("QLAM_CUDA_PROGRAM") or "shared"
+            if program in ("shared", "register"):
+                lines.append(f"CUDA scan program: {program} (QLAM_CUDA_PROGRAM: 'shared', the default, or "
+                             "'register', issue 15's register kernels where the state fits; not yet measured on a GPU)")
+            else:
+                lines.append(f"CUDA scan program: INVALID: QLAM_CUDA_PROGRAM={program!r} must be 'shared' or "
+                             "'register'; the scan refuses to run on CUDA until it is")
         lines += [
             f"largest n_qubits: {info['max_qubits']}",
             f"CUDA device visible: {torch.cuda.is_available()}",
