@@ -133,13 +133,17 @@ def main(argv=None) -> None:
 
 def write(rows, device, args):
     meta = machine()
-    meta.update(device=device, quick=args.quick, n_qubits=args.n_qubits,
-                command="python benchmarks/classical.py " + " ".join(sys.argv[1:]))
+    # which CUDA program ran QLAM's scan (csrc/cuda/register_launch.h): today's kernels or the register ones
+    program = (os.environ.get("QLAM_CUDA_PROGRAM") or "shared") if device == "cuda" else None
+    meta.update(device=device, quick=args.quick, n_qubits=args.n_qubits, cuda_program=program,
+                command=("QLAM_CUDA_PROGRAM=register " if program == "register" else "")
+                + "python benchmarks/classical.py " + " ".join(sys.argv[1:]))
     lines = [
         f"# QLAM vs classical sequence layers ({device})",
         "",
         f"Machine: {meta['cpu']}, {meta['cpu_threads']} threads" + (f", {meta['gpu']}" if "gpu" in meta else "")
-        + f"; torch {meta['torch']}. Command: `{meta['command']}`. Float32, medians after warm-up.",
+        + f"; torch {meta['torch']}. Command: `{meta['command']}`. Float32, medians after warm-up."
+        + (f" QLAM's scan: the `{program}` CUDA program." if program else ""),
         "One block of each classifier (encoder, block, norm, mean pooling, head); baselines sized to the "
         f"QLAM model's parameter count (QLAM: n = {args.n_qubits}, 4 heads, depth 2). Training step = forward, "
         "cross-entropy, backward, AdamW step. `x QLAM` = time / QLAM's time in the same run.",
@@ -154,7 +158,7 @@ def write(rows, device, args):
         lines.append(f"| {r['shape']} | {r['B']} | {r['T']} | {r['model']} | {r['d_model']} | {r['params']} "
                      f"| {r['forward_s'] * 1e3:.1f} ms | {r['forward_vs_qlam']:.2f} | {r['train_step_s'] * 1e3:.1f} ms "
                      f"| {r['train_step_vs_qlam']:.2f} |")
-    name = f"classical_{device}" + ("_quick" if args.quick else "")
+    name = f"classical_{device}" + ("_register" if program == "register" else "") + ("_quick" if args.quick else "")
     paths = write_results(name, rows, "\n".join(lines) + "\n", meta)
     print("\n".join(lines))
     print("wrote", *paths)

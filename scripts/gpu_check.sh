@@ -128,6 +128,10 @@ fi
 # state does not fit its registers)
 QLAM_CUDA_PROGRAM=register step "CUDA tests, register program" 150 30 "$logs/tests.log" "$PY" -m pytest -q \
   -p no:cacheprovider tests/test_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py -k "not emulated"
+# issue 15's third goal: a QLAM training step through the register program against cuDNN LSTM's at equal
+# parameters, in one run (classical_cuda_register.md)
+QLAM_CUDA_PROGRAM=register step "classical, register program" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py \
+  --device cuda
 for tool in memcheck racecheck synccheck; do
   # memcheck sees every kernel (torch's too); the hazard checkers only qlam's, which are the ones with shared memory of ours.
   filter=()
