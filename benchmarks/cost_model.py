@@ -527,7 +527,7 @@ def reduce_scatter_shuffles(values: int, G: int) -> int:
     return shfl
 
 
-def grad_slots(K: int) -> int:
+def qubit_slots(K: int) -> int:
     """register_program.h QubitSlots<R>: min(K + 5, 12) qubit slots of the forward's feature sums and the
     backward's gradient sums (the most qubits a group of 2**K-amplitude lanes can have)."""
     return min(K + MAX_GLOBAL_QUBITS, MAX_QUBITS)
@@ -544,12 +544,12 @@ def register_shuffles(n: int, G: int, kernel: str) -> dict:
         return {"rotations": L * g * 2 * R,            # each global gate: the partner's R amplitudes
                 "ring": L * ring * R,
                 "features": g * 2 * R,                  # <X>, <Y> of each global qubit: the partner's amplitudes
-                "reductions": reduce_scatter_shuffles(3 * grad_slots(K), G),  # the qubits' features, once
+                "reductions": reduce_scatter_shuffles(3 * qubit_slots(K), G),  # the qubits' features, once
                 "norm": 2 * g}
     return {"rotations": L * g * 4 * R,                 # psi and lam both cross
             "ring": L * ring * 2 * R,
             "features": g * 2 * R,                      # the sources' partner along each global qubit
-            "reductions": L * reduce_scatter_shuffles(3 * grad_slots(K), G),
+            "reductions": L * reduce_scatter_shuffles(3 * qubit_slots(K), G),
             "norm": 2 * g}
 
 
@@ -646,15 +646,17 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
     # a butterfly of one double (2 SHFL + DADD a level), sqrt(target / now) in double, the scale (2R FMUL)
     c = c + Counts(instructions=4 * R + shfl["norm"] + g + 30 + 2 * R + 2, fp32=2 * R, shuffles=shfl["norm"],
                    dep_shfl=g, dep_alu=2 * g + 50)
+    size = 3 * qubit_slots(K)  # the per-lane sums reduced by one reduce-scatter (features; gradients per layer)
+    iters = math.ceil(3 * n / G)  # write_scattered's iterations: a store, then the array shifted down by one
     if kernel == "forward":
         # features: local qubit 12 FP32 per pair (6R), global 9 per register (9R) after its partner fetch;
-        # qubit_features 5; the sums' array zeroed, one reduce-scatter (per kept value 1 SHFL + 2 SEL + 1 FADD,
-        # its g levels one after another), then ceil(3n / G) stores (an index, a compare, a store each); a
-        # global qubit's mask, bit and partner loop 10, its 3 selects of the lane's own-bit sums 3
-        size = 3 * grad_slots(K)
+        # qubit_features 5; the sums' array zeroed; a global qubit's mask, bit and partner loop 10, its 3
+        # selects of the lane's own-bit sums, and its push of the earlier sums up one slot (size - 3K - 3
+        # moves); one reduce-scatter (per kept value 1 SHFL + 2 SEL + 1 FADD, its g levels one after
+        # another); write_scattered (per iteration the shift, a store and the slot's index, ~8)
         fp = K * 6 * R + g * 9 * R + 5 * n + shfl["reductions"]
-        c = c + Counts(instructions=fp + shfl["features"] + size + shfl["reductions"] * 3
-                       + math.ceil(3 * n / G) * 4 + g * 13,
+        c = c + Counts(instructions=fp + shfl["features"] + size + g * (13 + size - 3 * K - 3)
+                       + shfl["reductions"] * 3 + iters * (size + 8),
                        fp32=fp, shuffles=shfl["features"] + shfl["reductions"],
                        dep_shfl=2 * g, dep_alu=g, dep_l1=0)
     else:
@@ -664,9 +666,7 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
         c = c + Counts(instructions=fp + n * 16 + shfl["features"] + g * 10, fp32=fp, shuffles=shfl["features"],
                        dep_shfl=g, dep_dram=1)
         # per layer: zero the gradient array, reduce-scatter (per kept value 1 SHFL + 2 SEL + 1 FADD),
-        # write_layer_grads (per iteration a store and the array shifted down by one)
-        size = 3 * grad_slots(K)
-        iters = math.ceil(3 * n / G)
+        # write_layer_grads (write_scattered: per iteration the shift, a store and the slot's decode, ~12)
         per_layer = Counts(instructions=size + shfl["reductions"] // L * 4 + iters * (size + 12),
                            fp32=shfl["reductions"] // L, shuffles=shfl["reductions"] // L, dep_shfl=g, dep_alu=g)
         c = c + per_layer * L
@@ -682,7 +682,7 @@ def static_code_kib(n: int, G: int, kernel: str) -> float:
     if kernel == "forward":
         body = K * 8 * R + 10 * R + K * 6 * R + 11 * R + 12 * R + 600
     else:
-        body = K * 24 * R + 28 * R + n * 12 * R + 16 * R + 3 * grad_slots(K) * 8 + 1200
+        body = K * 24 * R + 28 * R + n * 12 * R + 16 * R + 3 * qubit_slots(K) * 8 + 1200
     return body * 16 / 1024
 
 
