@@ -399,6 +399,38 @@ QLAM_HD T norm2(Cplx<T> v) {
   return v.re * v.re + v.im * v.im;
 }
 
+// ---------------------------------------------------------------- prefetch
+
+// A hint that brings the bytes [p, p + bytes) into L2 ahead of their loads: the
+// token the scan runs next, while this one runs, so that its layers' angle loads
+// (the head of each layer's critical path: load, trig, sync, gates) wait for L2
+// instead of DRAM. The group's lanes take the 128-byte lines in turn. It changes
+// no value, and on the host (the emulation) it is nothing. ptxas: 7-14 more
+// registers at R <= 4 (R = 8 and 16 unchanged), where the host's choice of G
+// leaves few warps per SM anyway.
+template <class Exec>
+QLAM_HD void prefetch_to_l2(Exec& ex, const void* p, int64_t bytes) {
+#if defined(__CUDA_ARCH__)
+  using Lane = typename Exec::Lane;
+  constexpr int64_t kLine = 128;
+  const char* first = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(kLine - 1));
+  const int64_t span = reinterpret_cast<const char*>(p) + bytes - first;
+  ex.run([&](Lane lane) {
+    for (int64_t at = lane.index() * kLine; at < span; at += ex.lanes() * kLine)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(first + at));
+  });
+#else
+  (void)ex, (void)p, (void)bytes;
+#endif
+}
+
+// Token t's angles (and rzz angles) for the prefetch above.
+template <typename T, class Exec>
+QLAM_HD void prefetch_token(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t) {
+  prefetch_to_l2(ex, a.angles + a.angle_offset(s, t, 0), a.L * a.n * 3 * int64_t(sizeof(T)));
+  if (a.entangler == Entangler::RZZ) prefetch_to_l2(ex, a.ent_angles + a.ent_offset(s, t, 0), a.L * a.P * int64_t(sizeof(T)));
+}
+
 // ---------------------------------------------------------------- gates
 
 // Layer l of token t: lane q % G builds gate q's matrix, lane p % G the rzz
@@ -802,6 +834,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
 
   int buffer = 0;
   for (int64_t t = 0; t < len; ++t) {
+    if (t + 1 < len) prefetch_token(ex, a, s, t + 1);
     for (int64_t l = 0; l < a.L; ++l, buffer ^= 1) {
       const Cplx<T>* mats = scratch.mats[buffer];
       load_layer(ex, a, s, t, l, scratch.mats[buffer], scratch.gzz[buffer]);
@@ -1234,6 +1267,10 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
     // psi is the state after token t; a checkpoint replaces the uncomputed one.
     if (a.saved_checkpoints && a.is_checkpoint(t + 1))
       load_state(ex, st, a.saved_checkpoints + a.checkpoint_offset(s, t + 1));
+    if (t > 0) {  // the next token's angles and feature gradients
+      prefetch_token(ex, a, s, t - 1);
+      if (a.grad_features) prefetch_to_l2(ex, a.grad_features + a.feature_offset(s, t - 1), a.K * int64_t(sizeof(T)));
+    }
     if (a.grad_features) add_feature_sources(ex, a, a.grad_features + a.feature_offset(s, t), st);
     for (int64_t l = a.L - 1; l >= 0; --l, buffer ^= 1) {
       const Cplx<T>* mats = scratch.mats[buffer];
