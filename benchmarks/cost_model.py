@@ -5,7 +5,9 @@
 Predicts the fraction of FP32 peak of the scan (L = 2 layers, cnot ring, float32,
 H = 1, no pair features, no checkpoints: what benchmarks/roofline.py measures) on
 A100, H100 and H200 for n = 4..12 qubits and S = B*H = 256..65536 states, for the
-forward and the forward+backward, and writes benchmarks/results/cost_model.{json,md}.
+forward and the forward+backward, and writes benchmarks/results/cost_model.{json,md};
+then the same for the sMNIST config's shape (n = 6, rzz, 256 and 2,000 states) as time
+per training or evaluation step's scans (smnist_rows).
 Useful flops are benchmarks/flops.py's count, so the fraction is comparable with
 roofline.py's. Nothing here is measured; the H200 rows of roofline_cuda.json are
 the check (the markdown puts them side by side).
@@ -42,9 +44,10 @@ the same clock for time and peak (so it cancels except in the DRAM bound).
 Assumptions (the ones a measurement should check first are marked *):
 - GPUs: A100-SXM4-80GB 108 SMs, 1.41 GHz, 64 FP32 lanes/SM, 164 KiB shared/SM, 2.04 TB/s;
   H100-SXM5 132 SMs, 1.98 GHz (max boost), 128 lanes, 228 KiB, 3.35 TB/s; H200: as H100, 4.8 TB/s.
-- Latencies (cycles): shared load-to-use 30, shuffle 25, dependent ALU 4, L1 hit 40, DRAM 700*, a lone
-  warp issues one instruction a cycle (CPI_SOLO = 1)* and its own wavefronts and shuffles pass the pipe
-  one a cycle; __syncwarp (with the turnaround of each phase) 175*, the one parameter fitted: to the S = 1
+- Latencies (cycles): shared load-to-use 30, shuffle 25, dependent ALU 4, L1 hit 40, L2 hit 260* (the
+  register design's angles and feature gradients, prefetched to L2 a token ahead), DRAM 700*, a lone warp
+  issues one instruction a cycle (CPI_SOLO = 1)* and its own wavefronts and shuffles pass the pipe one a
+  cycle; __syncwarp (with the turnaround of each phase) 175*, the one parameter fitted: to the S = 1
   rows of roofline_cuda.json (fit_sync_latency; with a bare __syncwarp's 10-20 a lone warp's predicted
   time is 0.55-0.9 of the measured one at n = 4-8). The allreduce's 5 x values shuffles wait for each other (value by
   value, in-order issue; the backward's lone-warp times need it).
@@ -55,9 +58,9 @@ Assumptions (the ones a measurement should check first are marked *):
   re-read in every iteration (psi and mats may alias); precise sinf/cosf 20 instructions.
 - The register design as built (csrc/register_program.h, launched by csrc/cuda/register_cuda.cu; see
   register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
-  at run time (register_forward_kernel<float, R>, after the features' reduce-scatter: 80 / 72 / 88 / 120 / 232
+  at run time (register_forward_kernel<float, R>, with the next token's prefetch: 88 / 80 / 96 / 120 / 232
   at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no kernel, hence no G, for R >= 32; the backward's
-  88 / 96 / 120 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers
+  96 / 96 / 128 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers
   allocated per warp in units of 256, the group scratch (960 / 1536 bytes per state) in shared memory; at
   n = 8 that is 17 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
   counted them (register_shuffles: a global gate fetches the partner's R amplitudes, 2R SHFL, no qubit
@@ -132,7 +135,7 @@ SCHEDULERS = 4                 # one warp-instruction per cycle each
 MAX_REGS_PER_THREAD = 255
 
 # Latencies in cycles (see the module docstring).
-LAT = {"smem": 30, "shfl": 25, "sync": 175, "alu": 4, "l1": 40, "dram": 700}
+LAT = {"smem": 30, "shfl": 25, "sync": 175, "alu": 4, "l1": 40, "l2": 260, "dram": 700}
 CPI_SOLO = 1.0
 
 # ---------------------------------------------------------------- the bank simulation
@@ -203,6 +206,7 @@ class Counts:
     dep_shfl: float = 0.0       # shuffle round trips on it
     dep_alu: float = 0.0        # dependent ALU results waited for
     dep_l1: float = 0.0         # global loads that hit L1, waited for
+    dep_l2: float = 0.0         # global loads that hit L2 (prefetched there), waited for
     dep_dram: float = 0.0       # global loads from DRAM, waited for
 
     def __add__(self, o: "Counts") -> "Counts":
@@ -225,7 +229,7 @@ def chain_cycles(c: Counts) -> float:
     """One warp's time for one token when nothing else competes (the latency bound)."""
     return (c.instructions * CPI_SOLO + c.wavefronts + c.shuffles  # its own accesses pass the pipe one by one
             + c.dep_smem * LAT["smem"] + c.dep_shfl * LAT["shfl"] + c.dep_alu * LAT["alu"]
-            + c.dep_l1 * LAT["l1"] + c.dep_dram * LAT["dram"] + c.syncs * LAT["sync"])
+            + c.dep_l1 * LAT["l1"] + c.dep_l2 * LAT["l2"] + c.dep_dram * LAT["dram"] + c.syncs * LAT["sync"])
 
 
 # ---------------------------------------------------------------- today's design: one warp per state in shared memory
@@ -341,18 +345,57 @@ def gate_backward(n: int, q: int, mats_word: int) -> Counts:
     return out + allreduce(8) + rot_grad + SYNC
 
 
+# rzz (gates.h rzz_factor, per pair and amplitude): the pair's cos and sin (2 loads), z_p z_p' from two index
+# bits (shift, xor, and), the sign's select, and the complex update (2 FMUL + 2 FFMA), two of them dependent
+RZZ_PAIR = 2 + 3 + 1 + 4
+
+
+def rzz_layer(n: int, states: int = 1) -> Counts:
+    """apply_rzz_layer on `states` arrays (psi; the backward's inverse also lam, at word 2 N): per amplitude the
+    factor over the P pairs, their cos and sin re-read from shared memory (broadcasts), then 2 LDS.32, a complex
+    multiply (4 FP32) and 2 STS.32; one sync after."""
+    N, P = 1 << n, num_pairs(n)
+    out = Counts()
+    for batch in lane_batches(N):
+        waves = sum(2 * amp_access(batch, 2 * N * s) for s in range(states)) + states * 2 * P
+        out = out + Counts(instructions=states * (P * RZZ_PAIR + 4 + 4 + LOOP), fp32=states * (4 * P + 4),
+                           smem=states * (2 * P + 4), wavefronts=waves, dep_smem=1, dep_alu=2 * P)
+    return out + SYNC
+
+
+def rzz_gradients(n: int) -> Counts:
+    """The backward's rzz angle gradients (state_program.h): per amplitude psi and lam loaded (4 LDS.32),
+    w = Im(conj(lam) psi) (2 FP32), then per pair the signed add (z z' bits 3, select, FADD); an allreduce of
+    the P sums; lane 0 writes them."""
+    N, P = 1 << n, num_pairs(n)
+    out = Counts()
+    for batch in lane_batches(N):
+        waves = amp_access(batch) + amp_access(batch, 2 * N)
+        out = out + Counts(instructions=4 + 2 + P * 5 + LOOP, fp32=2 + P, smem=4, wavefronts=waves, dep_smem=1)
+    return out + allreduce(P) + Counts(instructions=BRANCH + 3 * P)
+
+
+def load_layer_rzz(n: int) -> Counts:
+    """load_layer's rzz part: lanes p < P load pair p's angle and store its cos and sin (2 precise trig calls)."""
+    return Counts(instructions=3 + 2 * TRIG + 2 + 2, fp32=1, smem=2, wavefronts=2, dep_alu=TRIG_DEPTH)
+
+
 @lru_cache(maxsize=None)
-def shared_counts(n: int, kernel: str) -> Counts:
-    """Per warp (= per state) and token, the program of state_program.h with the cnot ring, L layers, float32."""
+def shared_counts(n: int, kernel: str, entangler: str = "cnot") -> Counts:
+    """Per warp (= per state) and token, the program of state_program.h with the cnot ring (or rzz), L layers,
+    float32."""
     N = 1 << n
     pairs = [(p, (p + 1) % n) for p in range(num_pairs(n))]
     mats = 2 * N * (1 if kernel == "forward" else 2)
+    rzz = entangler == "rzz"
     parts = [Counts(instructions=10)]  # token loop, length and checkpoint tests
     if kernel == "forward":
         for _ in range(L):
             parts.append(load_layer(n, mats))
+            if rzz:
+                parts.append(load_layer_rzz(n))
             parts += [gate_forward(n, q, mats) for q in range(n)]
-            parts += [cnot(n, c, t) for c, t in pairs]
+            parts += [rzz_layer(n)] if rzz else [cnot(n, c, t) for c, t in pairs]
         parts.append(restore_norm(n))
         parts += [measure_qubit(n, q) for q in range(n)]
         parts.append(SYNC)
@@ -360,7 +403,10 @@ def shared_counts(n: int, kernel: str) -> Counts:
         parts += [feature_source(n, q) for q in range(n)]
         for _ in range(L):
             parts.append(load_layer(n, mats))
-            parts += [cnot(n, c, t, states=2) for c, t in reversed(pairs)]
+            if rzz:
+                parts += [load_layer_rzz(n), rzz_gradients(n), rzz_layer(n, states=2)]
+            else:
+                parts += [cnot(n, c, t, states=2) for c, t in reversed(pairs)]
             parts += [gate_backward(n, q, mats) for q in reversed(range(n))]
         parts.append(restore_norm(n))
     return total(parts)
@@ -444,22 +490,22 @@ def launch_cycles(gpu: GPU, c: Counts, dram_bytes: float, warps: int, warps_per_
     return cycles, bound, waves
 
 
-def dram_bytes(n: int, kernel: str) -> float:
+def dram_bytes(n: int, kernel: str, entangler: str = "cnot") -> float:
     """Bytes per state-token that must move: angles in and features out (forward); angles, feature gradients
     in and angle gradients out (backward). The state itself stays on chip."""
-    A, K = 3 * L * n, 3 * n
+    A, K = 3 * L * n + (L * num_pairs(n) if entangler == "rzz" else 0), 3 * n
     return 4.0 * (A + K if kernel == "forward" else 2 * A + K)
 
 
-def shared_kernel(gpu: GPU, n: int, S: int, kernel: str) -> dict:
+def shared_kernel(gpu: GPU, n: int, S: int, kernel: str, entangler: str = "cnot") -> dict:
     """Prediction for today's kernel: one warp per state, launched as scan_cuda.cu's launch() does."""
-    c = shared_counts(n, kernel)
+    c = shared_counts(n, kernel, entangler)
     per_warp = shared_scratch_bytes(n, kernel)
     if per_warp > gpu.smem_per_block:
         return {}
     wpb = max(1, min(8, (48 * 1024) // per_warp, S))
     resident = blocks_per_sm(gpu, wpb, SHARED_REGS[kernel], wpb * per_warp)
-    cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel), S, wpb, resident)
+    cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel, entangler), S, wpb, resident)
     return {"program": "shared", "cycles": cycles, "bound": bound, "waves": waves, "counts": c, "states_per_warp": 1,
             "lanes_per_state": WARP, "warps_per_sm": wpb * resident, "regs": SHARED_REGS[kernel],
             "chain": chain_cycles(c)}
@@ -533,13 +579,15 @@ def qubit_slots(K: int) -> int:
     return min(K + MAX_GLOBAL_QUBITS, MAX_QUBITS)
 
 
-def register_shuffles(n: int, G: int, kernel: str) -> dict:
-    """SHFL instructions per lane and token of the program as built (float32, cnot ring, no pair features),
-    by phase: a complex exchange is 2 SHFL, the float32 norm's double 2 SHFL a level. The n = 8 totals are the
-    ones the instrumented CPU emulation counted (register_program.h's tables; tests/test_cost_model.py)."""
+def register_shuffles(n: int, G: int, kernel: str, entangler: str = "cnot") -> dict:
+    """SHFL instructions per lane and token of the program as built (float32, cnot ring or rzz, no pair
+    features), by phase: a complex exchange is 2 SHFL, the float32 norm's double 2 SHFL a level. They are the
+    counts of the instrumented CPU emulation (tests/test_cost_model.py). rzz exchanges nothing (a diagonal),
+    and its backward reduces 4 sums per qubit slot (the pair's with the gate's 3)."""
     R = (1 << n) // G
     K, g = int(math.log2(R)), int(math.log2(G))
-    ring = 1 if (K >= 1 and g >= 1) else 0           # the (K-1, K) exchange: R/2 complex per state array
+    ring = 1 if (K >= 1 and g >= 1 and entangler == "cnot") else 0  # the (K-1, K) exchange: R/2 complex per array
+    stride = 4 if entangler == "rzz" else 3
     if kernel == "forward":
         return {"rotations": L * g * 2 * R,            # each global gate: the partner's R amplitudes
                 "ring": L * ring * R,
@@ -549,7 +597,7 @@ def register_shuffles(n: int, G: int, kernel: str) -> dict:
     return {"rotations": L * g * 4 * R,                 # psi and lam both cross
             "ring": L * ring * 2 * R,
             "features": g * 2 * R,                      # the sources' partner along each global qubit
-            "reductions": L * reduce_scatter_shuffles(3 * qubit_slots(K), G),
+            "reductions": L * reduce_scatter_shuffles(stride * qubit_slots(K), G),
             "norm": 2 * g}
 
 
@@ -599,9 +647,9 @@ def scratch_wavefronts(G: int, kernel: str, words: int, own_row: bool = False) -
 
 
 @lru_cache(maxsize=None)
-def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, int]]:
+def register_counts(n: int, G: int, kernel: str, entangler: str = "cnot") -> Optional[tuple[Counts, int, int]]:
     """Per warp and token for states spread over G lanes (32 / G states per warp), R = 2**n / G amplitudes per
-    lane. Returns (counts, registers per thread, dynamic shared bytes per warp), or None where no kernel for that
+    lane, with the cnot ring or rzz as the entangler. Returns (counts, registers per thread, dynamic shared bytes per warp), or None where no kernel for that
     R fits (register_regs). Counts are per lane = per warp-instruction (the lanes of a warp run in lockstep)."""
     N = 1 << n
     R = N // G
@@ -613,11 +661,19 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
     regs = got[0]
     K, g = int(math.log2(R)), int(math.log2(G))
     owned = math.ceil(n / G)                             # matrices a lane builds per layer (lane q % G builds q)
-    shfl = register_shuffles(n, G, kernel)
+    shfl = register_shuffles(n, G, kernel, entangler)
+    rzz, P = entangler == "rzz", num_pairs(n)
     c = Counts(instructions=30)                          # token loop, offsets, length test
-    # load_layer: owner lanes build their gates' matrices (+ the six trig values backward), one sync per layer
+    # prefetch_token: the next token's angles (and, backward, feature gradients) brought to L2, the lines
+    # taken by the lanes in turn (at L = 2 a token's angles span at most 3 lines): per range its address,
+    # the loop test and CCTL.E.PF2
+    c = c + Counts(instructions=10 * (2 if kernel == "backward" else 1) + (10 if rzz else 0))
+    # load_layer: owner lanes build their gates' matrices (+ the six trig values backward), one sync per layer;
+    # the angles wait for L2, where the previous token's prefetch put them
     per_owned = MAT_PREP + 8 + 6 + (6 if kernel == "backward" else 0)   # + 8 STS (4 complex), loop, + 6 STS trig
-    c = c + L * (Counts(instructions=owned * per_owned, fp32=owned * 13, dep_dram=1, dep_alu=TRIG_DEPTH + 2) + SYNC)
+    c = c + L * (Counts(instructions=owned * per_owned, fp32=owned * 13, dep_l2=1, dep_alu=TRIG_DEPTH + 2) + SYNC)
+    if rzz:  # lane p % G also stores rzz pair p's cos and sin: its angle, half, 2 precise trig, 2 STS, loop
+        c = c + L * Counts(instructions=math.ceil(P / G) * (3 + 1 + 2 * TRIG + 2 + 4), fp32=math.ceil(P / G))
     # matrix (and trig) reads: 8 LDS.32 per gate, + 4 SEL of the lane's row on a global qubit; backward + 6 trig
     reads = 8 + (6 if kernel == "backward" else 0)
     waves = L * (K * scratch_wavefronts(G, kernel, reads) + g * scratch_wavefronts(G, kernel, reads, own_row=True))
@@ -641,13 +697,26 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
     # ops per global pair), the (n-1, 0) global-control swap (2R SEL per array)
     ring = Counts(instructions=(2 * R * arrays if K >= 2 else 0) + 5 * max(g - 1, 0) + (2 * R * arrays + 3 if g and K else 0)
                   + shfl["ring"] // L, shuffles=shfl["ring"] // L, dep_shfl=1 if shfl["ring"] else 0)
+    if rzz:
+        # rzz_factors: f = 1 (2R moves), per pair its cos and sin from the scratch (2 LDS, a broadcast in the
+        # group), the lane's sign from its id bits (~6 integer ops) and 4 FP32 per register (FMUL + FFMA for
+        # each half; the register's own sign is a constant, folded into the FFMA), the updates of one
+        # register dependent pair after pair; then one complex multiply per register and array (4 FP32).
+        # Backward first rzz_grad_sums: per register w = Im(conj(lam) psi) (2 FP32), the sum of all and the
+        # signed sums per local qubit and local pair (1 + 2K FADD), then per pair ~3 ops from those.
+        fp = P * 4 * R + arrays * 4 * R + (R * (3 + 2 * K) if kernel == "backward" else 0)
+        ring = Counts(instructions=fp + 2 * R + P * 8 + (3 * P if kernel == "backward" else 0), fp32=fp, smem=2 * P,
+                      wavefronts=scratch_wavefronts(G, kernel, 2 * P), dep_smem=1, dep_alu=2 * P)
     c = c + ring * L
     # float32 norm restoration once per token: squared norm in double (2 F2F + 2 DFMA per amplitude),
     # a butterfly of one double (2 SHFL + DADD a level), sqrt(target / now) in double, the scale (2R FMUL)
     c = c + Counts(instructions=4 * R + shfl["norm"] + g + 30 + 2 * R + 2, fp32=2 * R, shuffles=shfl["norm"],
                    dep_shfl=g, dep_alu=2 * g + 50)
-    size = 3 * qubit_slots(K)  # the per-lane sums reduced by one reduce-scatter (features; gradients per layer)
-    iters = math.ceil(3 * n / G)  # write_scattered's iterations: a store, then the array shifted down by one
+    # the per-lane sums reduced by one reduce-scatter: 3 per qubit slot (features; the backward's gradients per
+    # layer, 4 with rzz: the pair's too); write_scattered's iterations: a store, then the array shifted down by one
+    stride = 4 if rzz and kernel == "backward" else 3
+    size = stride * qubit_slots(K)
+    iters = math.ceil(stride * n / G)
     if kernel == "forward":
         # features: local qubit 12 FP32 per pair (6R), global 9 per register (9R) after its partner fetch;
         # qubit_features 5; the sums' array zeroed; a global qubit's mask, bit and partner loop 10, its 3
@@ -664,7 +733,7 @@ def register_counts(n: int, G: int, kernel: str) -> Optional[tuple[Counts, int, 
         # R per global qubit's diagonal and R more after its partner fetch (12R)
         fp = n * 12 * R
         c = c + Counts(instructions=fp + n * 16 + shfl["features"] + g * 10, fp32=fp, shuffles=shfl["features"],
-                       dep_shfl=g, dep_dram=1)
+                       dep_shfl=g, dep_l2=1)  # the gradients prefetched to L2 a token ahead
         # per layer: zero the gradient array, reduce-scatter (per kept value 1 SHFL + 2 SEL + 1 FADD),
         # write_layer_grads (write_scattered: per iteration the shift, a store and the slot's decode, ~12)
         per_layer = Counts(instructions=size + shfl["reductions"] // L * 4 + iters * (size + 12),
@@ -704,12 +773,12 @@ def host_lanes(n: int, S: int, gpu: GPU, kernel: str) -> int:
     return min(G, N)
 
 
-def register_launch(gpu: GPU, n: int, S: int, kernel: str, G: int) -> dict:
+def register_launch(gpu: GPU, n: int, S: int, kernel: str, G: int, entangler: str = "cnot") -> dict:
     """The predicted launch of S states over G lanes each; {} where G > 2**n or its R = 2**n / G has no kernel
     that fits (register_regs) or no warp fits an SM."""
     if G > (1 << n):
         return {}
-    got = register_counts(n, G, kernel)
+    got = register_counts(n, G, kernel, entangler)
     if got is None:
         return {}
     c, regs, smem_block = got
@@ -717,21 +786,21 @@ def register_launch(gpu: GPU, n: int, S: int, kernel: str, G: int) -> dict:
     if resident < 1:
         return {}
     warps = math.ceil(S * G / WARP)
-    cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel) * WARP / G, warps, 1, resident)
+    cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel, entangler) * WARP / G, warps, 1, resident)
     return {"program": "register", "cycles": cycles, "bound": bound, "waves": waves, "counts": c,
             "states_per_warp": WARP // G, "lanes_per_state": G,
             "warps_per_sm": resident, "regs": regs, "regs_from": register_regs(kernel, (1 << n) // G)[1],
             "chain": chain_cycles(c), "code_kib": static_code_kib(n, G, kernel)}
 
 
-def register_kernel(gpu: GPU, n: int, S: int, kernel: str) -> dict:
+def register_kernel(gpu: GPU, n: int, S: int, kernel: str, entangler: str = "cnot") -> dict:
     """The launch the host makes (host_lanes: the kernels' lanes_per_state = 0), with the best valid G beside it
     (the least predicted time over G = 1, 2, ..., 32 whose R has a kernel) as best_lanes_per_state and
     best_cycles, so the rule's cost is visible; {} where the host's G has no kernel."""
-    got = register_launch(gpu, n, S, kernel, host_lanes(n, S, gpu, kernel))
+    got = register_launch(gpu, n, S, kernel, host_lanes(n, S, gpu, kernel), entangler)
     if not got:
         return {}
-    best = min((b for b in (register_launch(gpu, n, S, kernel, G) for G in (1, 2, 4, 8, 16, 32)) if b),
+    best = min((b for b in (register_launch(gpu, n, S, kernel, G, entangler) for G in (1, 2, 4, 8, 16, 32)) if b),
                key=lambda b: b["cycles"])
     return {**got, "best_lanes_per_state": best["lanes_per_state"], "best_cycles": best["cycles"]}
 
@@ -745,11 +814,11 @@ def host_cost(gpu_name: str, kernel: str, ns=range(1, 9), states=(64, 256, 1024,
 
 # ---------------------------------------------------------------- predictions
 
-def kernel_flops(n: int, kernel: str) -> int:
-    return forward_flops(n, L) if kernel == "forward" else backward_flops(n, L)
+def kernel_flops(n: int, kernel: str, entangler: str = "cnot") -> int:
+    return forward_flops(n, L, entangler) if kernel == "forward" else backward_flops(n, L, entangler)
 
 
-def predict(design: str, gpu_name: str, n: int, S: int, pass_: str) -> dict:
+def predict(design: str, gpu_name: str, n: int, S: int, pass_: str, entangler: str = "cnot") -> dict:
     """One row: the predicted fraction of FP32 peak and its breakdown (counts per state-token)."""
     gpu = GPUS[gpu_name]
     kernels = ("forward",) if pass_ == "forward" else ("forward", "backward")
@@ -757,16 +826,16 @@ def predict(design: str, gpu_name: str, n: int, S: int, pass_: str) -> dict:
     for kernel in kernels:
         got = {}
         if design == "register":
-            got = register_kernel(gpu, n, S, kernel)
-            shared = shared_kernel(gpu, n, S, kernel)
+            got = register_kernel(gpu, n, S, kernel, entangler)
+            shared = shared_kernel(gpu, n, S, kernel, entangler)
             if not got or (shared and shared["cycles"] < got["cycles"]):
                 got = shared  # keep the old program where it wins or the state does not fit
         else:
-            got = shared_kernel(gpu, n, S, kernel)
+            got = shared_kernel(gpu, n, S, kernel, entangler)
         if not got:
             return {}
         cycles += got["cycles"]
-        flops += kernel_flops(n, kernel)
+        flops += kernel_flops(n, kernel, entangler)
         parts = parts + got["counts"] * (1 / got["states_per_warp"])
         per_kernel[kernel] = got
     seconds_per_token = cycles / (gpu.clock_ghz * 1e9)
@@ -799,6 +868,30 @@ def predict(design: str, gpu_name: str, n: int, S: int, pass_: str) -> dict:
         if design == "register" else "",
     }
     return row
+
+
+# configs/smnist/qlam.yaml's QLAM layers: n = 6, depth 2 (= L), rzz, 4 heads; batch 64 in training and 500 in
+# evaluation (states = batch x heads); 784 tokens, 4 layers.
+SMNIST = {"n": 6, "entangler": "rzz", "tokens": 784, "layers": 4, "states": {"training": 64 * 4, "evaluation": 500 * 4}}
+
+
+def smnist_rows(gpu: str = "H100") -> list[dict]:
+    """The sMNIST config's shape, both designs: per pass, ns per state-token, us per token (all states at once)
+    and the scans' time per step (tokens x layers): training forward and forward + backward, evaluation forward."""
+    rows = []
+    for use, S in SMNIST["states"].items():
+        for pass_ in PASSES if use == "training" else ("forward",):
+            for design in ("shared", "register"):
+                r = predict(design, gpu, SMNIST["n"], S, pass_, SMNIST["entangler"])
+                us_per_token = r["ns_per_state_token"] * S / 1e3
+                rows.append({"use": use, "states": S, "pass": pass_, "design": design, "gpu": gpu,
+                             "entangler": SMNIST["entangler"], "n": SMNIST["n"],
+                             "predicted_fraction_of_peak": r["predicted_fraction_of_peak"],
+                             "ns_per_state_token": r["ns_per_state_token"], "us_per_token": us_per_token,
+                             "ms_per_step": us_per_token * SMNIST["tokens"] * SMNIST["layers"] / 1e3,
+                             "lanes_per_state": r["lanes_per_state"], "bound": r["bound"],
+                             "latency_chain_cycles_per_token": r["latency_chain_cycles_per_token"]})
+    return rows
 
 
 def all_rows() -> list[dict]:
@@ -945,7 +1038,20 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
               "over n = 1..8 and S = 64..65,536: at most "
               + ", ".join(f"{g} {k} {host_cost(g, k):.2f}x" for g in ("A100", "H100") for k in ("forward", "backward"))
               + " slower.",
-              "", "## The register design at n = 8, per G (H100, S = 4096; per warp and token, 32/G states a warp)", "",
+              "", "## The sMNIST config's shape (configs/smnist/qlam.yaml: n = 6, L = 2, rzz; H100)", "",
+              "The scans of one step: 784 tokens through 4 QLAM layers, the states (batch x 4 heads) in parallel. "
+              "A training step runs forward + backward, an evaluation batch the forward. Predicted, not measured; "
+              "the rest of the model (projections, feed-forward, optimizer) is not included.", "",
+              "| use | states | pass | shared: ns/state-token (bound) | register: ns/state-token (G, bound) "
+              "| shared: ms/step | register: ms/step | speed-up |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    smnist = smnist_rows()
+    for sh, rg in zip(smnist[0::2], smnist[1::2]):
+        lines.append(f"| {sh['use']} | {sh['states']} | {sh['pass']} | {sh['ns_per_state_token']:.1f} ({sh['bound']}) "
+                     f"| {rg['ns_per_state_token']:.1f} ({rg['lanes_per_state']}, {rg['bound']}) "
+                     f"| {sh['ms_per_step']:.1f} | {rg['ms_per_step']:.1f} "
+                     f"| {sh['ms_per_step'] / rg['ms_per_step']:.1f}x |")
+    lines += ["", "## The register design at n = 8, per G (H100, S = 4096; per warp and token, 32/G states a warp)", "",
               "| kernel | G | R | registers (from) | warps/SM | SHFL/lane (rot, ring, feat, red, norm) "
               "| instructions | FP32 | lone-warp chain (cycles) | fraction of peak at this G |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -1065,8 +1171,11 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
         "instructions per pair in the forward gate loop (SASS, issue 15), 13.5 of them index/loop overhead, "
         "charged to every pair loop.",
         "- Register design as built (recalibrated 2026-11-26; the docstring has the details): registers per "
-        "thread from tests/cuda/ptxas_budget.json at run time (forward 80/72/88/120/232 at R = 1/2/4/8/16, "
-        "backward 88/96/120/128/255); one-warp blocks, <= 32 per SM; no kernel for R >= 32, so n >= 10 keeps today's "
+        "thread from tests/cuda/ptxas_budget.json at run time (forward "
+        + "/".join(str(ptxas_budget()[f"register_forward_kernel<float, {R}>"]["registers"]) for R in (1, 2, 4, 8, 16))
+        + " at R = 1/2/4/8/16, backward "
+        + "/".join(str(ptxas_budget()[f"register_backward_kernel<float, {R}>"]["registers"]) for R in (1, 2, 4, 8, 16))
+        + "); one-warp blocks, <= 32 per SM; no kernel for R >= 32, so n >= 10 keeps today's "
         "program. SHFL per lane as the program does them (a global gate fetches the partner's R amplitudes; the "
         "forward's features by one reduce-scatter per token; the backward's gradients by one per layer), equal "
         "to the counts of the CPU emulation's lanes (tests/test_cost_model.py: n = 4, 6, 8, every G). FP32 per pair and gate 16 forward, 48 "
@@ -1118,6 +1227,7 @@ def main(argv=None) -> None:
         "counts": "per state-token; a warp's work divided among its 32/G states; fwd+bwd rows sum both kernels; "
                   "'a/b' fields give the forward and the backward kernel",
         "measured_matmul_peak_gflops_h200": measured_peak, "calibration_h200": calib,
+        "smnist_config_shape": smnist_rows(),
         "command": "python benchmarks/cost_model.py",
     }
     md = markdown(rows, calib, measured_peak, fit, calib_chance)

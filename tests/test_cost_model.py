@@ -132,33 +132,63 @@ def test_register_gate_instructions_cover_the_useful_flops():
     assert cb.fp32 * 2 * 32 >= backward_flops(8, 2)
 
 
-def counted_shuffles(n: int, G: int, kernel: str, pair_features: bool = False) -> float:
-    """SHFL instructions per lane and token of the register program as built (float32, cnot ring), counted
+@pytest.mark.parametrize("n", [4, 6, 8])
+def test_rzz_counts_carry_its_flops(n):
+    """With rzz the FP32 instructions still carry flops.py's count (which adds the rzz layers), in both designs,
+    and rzz replaces the cnot ring's shuffles: the register program's rzz forward exchanges only for gates,
+    features and norm."""
+    for kernel, flops in (("forward", forward_flops(n, 2, "rzz")), ("backward", backward_flops(n, 2, "rzz"))):
+        assert cm.shared_counts(n, kernel, "rzz").fp32 * 2 * 32 >= flops, kernel
+        for G in (2, 8, 32):
+            got = cm.register_counts(n, G, kernel, "rzz")
+            if got:
+                assert got[0].fp32 * 2 * G >= flops, (kernel, G)   # a lane carries 1/G of the state's flops
+                assert got[0].fp32 > cm.register_counts(n, G, kernel)[0].fp32, (kernel, G)
+    assert cm.register_shuffles(n, 4, "forward", "rzz")["ring"] == 0
+    row = cm.predict("register", "H100", n, 256, "forward+backward", "rzz")
+    assert row["useful_flops_per_state_token"] == forward_flops(n, 2, "rzz") + backward_flops(n, 2, "rzz")
+
+
+def test_smnist_shape_rows():
+    rows = cm.smnist_rows()
+    assert {(r["use"], r["pass"], r["design"]) for r in rows} == {
+        (use, p, d) for use, p in (("training", "forward"), ("training", "forward+backward"), ("evaluation", "forward"))
+        for d in ("shared", "register")}
+    for r in rows:
+        assert r["entangler"] == "rzz" and r["n"] == 6 and 0 < r["predicted_fraction_of_peak"] < 1
+        assert math.isclose(r["ms_per_step"], r["ns_per_state_token"] * r["states"] * 784 * 4 / 1e6)
+
+
+def counted_shuffles(n: int, G: int, kernel: str, pair_features: bool = False, entangler: str = "cnot") -> float:
+    """SHFL instructions per lane and token of the register program as built (float32), counted
     by the race checker's emulated lanes (csrc/cpu/emulated_lanes.h): one state of T full-length tokens,
     less the initial squared norm's butterfly (one double, 2 SHFL a level) that precedes the tokens."""
     T = 3
-    args = make_inputs(Case(B=1, T=T, H=1, L=cm.L, n=n, pair_features=pair_features, with_lengths=False),
-                       dtype=torch.float32)
+    args = make_inputs(Case(B=1, T=T, H=1, L=cm.L, n=n, entangler=entangler, pair_features=pair_features,
+                            with_lengths=False), dtype=torch.float32)
     pos = (args["angles"], args["ent_angles"], args["init_state"], args["lengths"], args["entangler"],
            args["pair_features"])
     features, final, checkpoints, stats = torch.ops.qlam._register_race_check_forward(*pos, 0, G, "none")
     if kernel == "backward":
         grads = (torch.ones_like(features), torch.ones_like(final))
         *_, stats = torch.ops.qlam._register_race_check_backward(
-            *grads, args["angles"], None, final, checkpoints, None, "cnot", pair_features, 0, G, "none")
+            *grads, args["angles"], args["ent_angles"], final, checkpoints, None, entangler, pair_features, 0, G,
+            "none")
     return (int(stats[3]) - 2 * int(math.log2(G))) / T
 
 
+@pytest.mark.parametrize("entangler", ["cnot", "rzz"])
 @pytest.mark.parametrize("kernel", ["forward", "backward"])
 @pytest.mark.parametrize("n", [4, 6, 8])
-def test_register_shuffles_are_the_programs(kernel, n):
+def test_register_shuffles_are_the_programs(kernel, n, entangler):
     """The model's SHFL count, phase by phase summed, is what the program issues at every G."""
     for G in (1, 2, 4, 8, 16, 32):
         if G <= (1 << n):
-            assert sum(cm.register_shuffles(n, G, kernel).values()) == counted_shuffles(n, G, kernel), (kernel, G)
-    assert cm.register_shuffles(n, 1, kernel) == {k: 0 for k in cm.register_shuffles(n, 1, kernel)}
-    c, _, _ = cm.register_counts(8, 32, kernel)
-    assert c.shuffles == sum(cm.register_shuffles(8, 32, kernel).values())
+            model = sum(cm.register_shuffles(n, G, kernel, entangler).values())
+            assert model == counted_shuffles(n, G, kernel, entangler=entangler), (kernel, G)
+    assert cm.register_shuffles(n, 1, kernel, entangler) == {k: 0 for k in cm.register_shuffles(n, 1, kernel)}
+    c, _, _ = cm.register_counts(8, 32, kernel, entangler)
+    assert c.shuffles == sum(cm.register_shuffles(8, 32, kernel, entangler).values())
 
 
 def test_register_counts_come_from_ptxas():
