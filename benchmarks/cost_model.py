@@ -69,9 +69,10 @@ Assumptions (the ones a measurement should check first are marked *):
   reduce-scatter of 3 min(K + 5, 12) sums per layer). FP32 instructions per lane: 8R a
   gate forward, 24R backward (fma chains: gates.h cmul_add, undo_gate_pair_fused, 48 per pair; as the SASS
   shows; before them nvcc kept cmul's FMUL + FFMA and cadd's FADD apart: 10R and 32R), features 6R per local and 9R per global
-  qubit, sources 12R per qubit, + rot_grad_parts per gate and lane backward; matrices built by owner
-  lanes (one sync per layer) and read by every lane (8 LDS.32, + 6 trig backward, bank conflicts between
-  groups simulated); angles loaded per layer from DRAM on the dependent path (no prefetch); the local
+  qubit, sources 12R per qubit, + rot_grad_parts per gate and lane backward; matrices built two layers at
+  a time, spread over the lanes (a sync before and one after each pair of layers), and read by every lane
+  (8 LDS.32, + 6 trig backward, bank conflicts between groups simulated); each pair's angles loaded on the
+  dependent path from L2, where the previous token's prefetch put them; the local
   CNOTs' register permutation materialised per layer (2R moves per state array). G per point: the host's
   choice (register_program.h choose_lanes_per_state, mirrored by host_lanes: the fewest lanes with R <= 16,
   then more while the SMs would get fewer than 4 warps each), the best G beside it; today's program where it
@@ -660,7 +661,8 @@ def register_counts(n: int, G: int, kernel: str, entangler: str = "cnot") -> Opt
         return None
     regs = got[0]
     K, g = int(math.log2(R)), int(math.log2(G))
-    owned = math.ceil(n / G)                             # matrices a lane builds per layer (lane q % G builds q)
+    chunks, per_chunk = math.ceil(L / 2), min(L, 2)      # layers loaded in pairs (load_layers)
+    owned = math.ceil(per_chunk * n / G)                 # matrices a lane builds per pair (item i % G ...)
     shfl = register_shuffles(n, G, kernel, entangler)
     rzz, P = entangler == "rzz", num_pairs(n)
     c = Counts(instructions=30)                          # token loop, offsets, length test
@@ -668,12 +670,15 @@ def register_counts(n: int, G: int, kernel: str, entangler: str = "cnot") -> Opt
     # taken by the lanes in turn (at L = 2 a token's angles span at most 3 lines): per range its address,
     # the loop test and CCTL.E.PF2
     c = c + Counts(instructions=10 * (2 if kernel == "backward" else 1) + (10 if rzz else 0))
-    # load_layer: owner lanes build their gates' matrices (+ the six trig values backward), one sync per layer;
-    # the angles wait for L2, where the previous token's prefetch put them
-    per_owned = MAT_PREP + 8 + 6 + (6 if kernel == "backward" else 0)   # + 8 STS (4 complex), loop, + 6 STS trig
-    c = c + L * (Counts(instructions=owned * per_owned, fp32=owned * 13, dep_l2=1, dep_alu=TRIG_DEPTH + 2) + SYNC)
-    if rzz:  # lane p % G also stores rzz pair p's cos and sin: its angle, half, 2 precise trig, 2 STS, loop
-        c = c + L * Counts(instructions=math.ceil(P / G) * (3 + 1 + 2 * TRIG + 2 + 4), fp32=math.ceil(P / G))
+    # load_layers: the lanes build two layers' matrices at once (+ the six trig values backward), a sync before
+    # (both buffers are rewritten) and one after: per pair of layers one L2 round trip (the angles are where the
+    # previous token's prefetch put them) and one trig chain
+    per_owned = MAT_PREP + 8 + 6 + 4 + (6 if kernel == "backward" else 0)  # + 8 STS, loop, layer select, + 6 STS
+    c = c + chunks * (Counts(instructions=owned * per_owned, fp32=owned * 13, dep_l2=1, dep_alu=TRIG_DEPTH + 2)
+                      + SYNC * 2)
+    if rzz:  # the rzz pairs' cos and sin the same way: an angle, half, 2 precise trig, 2 STS, loop, layer select
+        c = c + chunks * Counts(instructions=math.ceil(per_chunk * P / G) * (3 + 1 + 2 * TRIG + 2 + 4 + 4),
+                                fp32=math.ceil(per_chunk * P / G))
     # matrix (and trig) reads: 8 LDS.32 per gate, + 4 SEL of the lane's row on a global qubit; backward + 6 trig
     reads = 8 + (6 if kernel == "backward" else 0)
     waves = L * (K * scratch_wavefronts(G, kernel, reads) + g * scratch_wavefronts(G, kernel, reads, own_row=True))

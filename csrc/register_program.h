@@ -74,9 +74,9 @@
 // Registers: an exchange keeps psi and one partner array live (2R complex), a
 // pair of global qubits' features four (psi, pa, pb, pab); nvcc 13, sm_90,
 // float32, ptxas (the built kernels' counts are held in tests/cuda/ptxas_budget.json;
-// with the features' reduce-scatter, R = 1 / 2 / 4 / 8 / 16 use 75 / 72 / 85 / 116 / 228
-// registers, no spills (62 / 67 / 95 / 161 / 226 with a butterfly per qubit); R = 32
-// spills): so at n = 8 a state wants G >= 16.
+// with the features' reduce-scatter, the L2 prefetch and the paired layer loads, R = 1 / 2 /
+// 4 / 8 / 16 use 79 / 79 / 93 / 117 / 228 registers, no spills (62 / 67 / 95 / 161 / 226
+// with a butterfly per qubit); R = 32 spills): so at n = 8 a state wants G >= 16.
 //
 // Backward (scan_backward_state). psi (the saved final state) and the adjoint lam
 // (grad_final_state) sit in the same layout under one labelling, which starts as
@@ -123,15 +123,17 @@
 // the forward's (psi and lam both cross); a qubit remap would halve them here too.
 // Registers: a global rotation keeps psi, lam and both partner arrays live (4R
 // complex) beside the gradient array; nvcc 13, sm_90, float32, ptxas (counts held in
-// tests/cuda/ptxas_budget.json): R = 1 / 2 / 4 / 8 / 16 use 84 / 96 / 114 / 128 / 255
+// tests/cuda/ptxas_budget.json): R = 1 / 2 / 4 / 8 / 16 use 96 / 96 / 128 / 128 / 255
 // registers, no spills (R = 32 spills); float64 R = 8 also takes all 255.
 //
-// Gate matrices: lane q % G builds gate q's matrix (and the rzz cos, sin) into
-// the group's shared scratch, one sync, every lane reads them (the cost model's
-// "owner lane + shared memory"). The scratch is double-buffered by layer, so one
-// sync per layer suffices: a lane overwrites a buffer only after passing the
-// sync that follows the next layer's writes, which every lane reaches only after
-// its last read of that buffer.
+// Gate matrices: the group's lanes build two layers' gate matrices (and rzz cos,
+// sin) at once into the group's shared scratch, one buffer per layer, then one
+// sync, and every lane reads them (the cost model's "owner lane + shared
+// memory"). Loading two layers together puts both layers' angle loads in flight
+// at once: one global-memory round trip and one trig chain on each token's
+// dependent path at L = 2 instead of two. Since the pair rewrites both buffers,
+// a sync comes first: every lane has then finished reading the previous pair.
+// (L = 1 pays that sync for nothing: one per token.)
 //
 // Executor interface (a group of G lanes that runs one state):
 //   int lanes() const;                                  // G
@@ -433,22 +435,28 @@ QLAM_HD void prefetch_token(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t
 
 // ---------------------------------------------------------------- gates
 
-// Layer l of token t: lane q % G builds gate q's matrix, lane p % G the rzz
-// pair p's cos, sin; then one sync (see the opening comment for why one is enough).
+// Layers l and l2 of token t (l2 = -1: layer l alone) into buffers `buffer` and
+// buffer ^ 1: lane i builds items i, i + G, ... of the layers' gates (layer l's
+// n, then l2's), then of their rzz pairs (cos, sin); then one sync (see the
+// opening comment).
 // The backward also passes `trig`: gate q's six trig values (cos, sin of theta/2,
 // of a = (phi+omega)/2 and of d = (phi-omega)/2, as gates.h rot_matrix takes them)
 // go to trig[6q..6q+5], for every lane's partial gradients (gates.h rot_grad_parts).
-template <typename T, class Exec>
-QLAM_HD void load_layer(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l, Cplx<T>* mats,
-                        T* gzz, T* trig = nullptr) {
+template <bool kTrig, typename T, class Exec, class Scratch>
+QLAM_HD void load_layers(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l, int64_t l2,
+                         Scratch& scratch, int buffer) {
   using Lane = typename Exec::Lane;
+  const int n = a.n, gates = l2 >= 0 ? 2 * n : n;
   ex.run([&](Lane lane) {
-    for (int q = lane.index(); q < a.n; q += ex.lanes()) {
-      const T* ang = a.angles + a.angle_offset(s, t, l) + 3 * q;
-      if (trig) {
+    for (int i = lane.index(); i < gates; i += ex.lanes()) {
+      const int second = i >= n;
+      const int q = i - second * n;
+      Cplx<T>* const mats_l = scratch.mats[buffer ^ second];
+      const T* ang = a.angles + a.angle_offset(s, t, second ? l2 : l) + 3 * q;
+      if constexpr (kTrig) {
         const T phi = ang[0], theta = ang[1], omega = ang[2];
         const T ha = (phi + omega) / 2, hd = (phi - omega) / 2;
-        T* tr = trig + 6 * q;
+        T* tr = scratch.trig[buffer ^ second] + 6 * q;
         scratch_at(ex, tr + 0) = qcos(theta / 2);
         scratch_at(ex, tr + 1) = qsin(theta / 2);
         scratch_at(ex, tr + 2) = qcos(ha);
@@ -458,18 +466,23 @@ QLAM_HD void load_layer(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, in
         T parts[8];
         rot_matrix_parts(scratch_load(ex, tr + 0), scratch_load(ex, tr + 1), scratch_load(ex, tr + 2),
                          scratch_load(ex, tr + 3), scratch_load(ex, tr + 4), scratch_load(ex, tr + 5), parts);
-        for (int k = 0; k < 4; ++k) scratch_at(ex, mats + (4 * q + k)) = {parts[2 * k], parts[2 * k + 1]};
+        for (int k = 0; k < 4; ++k) scratch_at(ex, mats_l + (4 * q + k)) = {parts[2 * k], parts[2 * k + 1]};
       } else {
-        rot_matrix(ang[0], ang[1], ang[2], mats + 4 * q);
-        scratch_writes(ex, mats + 4 * q, 4);
+        rot_matrix(ang[0], ang[1], ang[2], mats_l + 4 * q);
+        scratch_writes(ex, mats_l + 4 * q, 4);
       }
     }
-    if (a.entangler == Entangler::RZZ)
-      for (int p = lane.index(); p < a.P; p += ex.lanes()) {
-        const T half = a.ent_angles[a.ent_offset(s, t, l) + p] / 2;
-        scratch_at(ex, gzz + p) = qcos(half);
-        scratch_at(ex, gzz + (a.P + p)) = qsin(half);
+    if (a.entangler == Entangler::RZZ) {
+      const int P = a.P, pairs = l2 >= 0 ? 2 * P : P;
+      for (int i = lane.index(); i < pairs; i += ex.lanes()) {
+        const int second = i >= P;
+        const int p = i - second * P;
+        T* const gzz_l = scratch.gzz[buffer ^ second];
+        const T half = a.ent_angles[a.ent_offset(s, t, second ? l2 : l) + p] / 2;
+        scratch_at(ex, gzz_l + p) = qcos(half);
+        scratch_at(ex, gzz_l + (P + p)) = qsin(half);
       }
+    }
   });
   ex.sync();
 }
@@ -832,12 +845,15 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
   st.xmask = LaneMasks::identity(g);
   const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, st) : 1.0;
 
-  int buffer = 0;
   for (int64_t t = 0; t < len; ++t) {
     if (t + 1 < len) prefetch_token(ex, a, s, t + 1);
-    for (int64_t l = 0; l < a.L; ++l, buffer ^= 1) {
+    for (int64_t l = 0; l < a.L; ++l) {
+      const int buffer = int(l & 1);
+      if (buffer == 0) {  // layers l and l + 1 (a pair: see the opening comment)
+        ex.sync();
+        load_layers<false>(ex, a, s, t, l, l + 1 < a.L ? l + 1 : -1, scratch, buffer);
+      }
       const Cplx<T>* mats = scratch.mats[buffer];
-      load_layer(ex, a, s, t, l, scratch.mats[buffer], scratch.gzz[buffer]);
       ex.run([&](Lane lane) {
         static_for<0, K>([&](auto J) {
           constexpr int j = decltype(J)::value;
@@ -1262,7 +1278,6 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
   using Acc = typename Exec::template Private<T, Stride * kSlots>;
   const int n = a.n, g = n - K;
   const int64_t len = a.length_of(s / a.H);
-  int buffer = 0;
   for (int64_t t = len - 1; t >= 0; --t) {
     // psi is the state after token t; a checkpoint replaces the uncomputed one.
     if (a.saved_checkpoints && a.is_checkpoint(t + 1))
@@ -1272,10 +1287,14 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
       if (a.grad_features) prefetch_to_l2(ex, a.grad_features + a.feature_offset(s, t - 1), a.K * int64_t(sizeof(T)));
     }
     if (a.grad_features) add_feature_sources(ex, a, a.grad_features + a.feature_offset(s, t), st);
-    for (int64_t l = a.L - 1; l >= 0; --l, buffer ^= 1) {
+    for (int64_t l = a.L - 1; l >= 0; --l) {
+      const int buffer = int((a.L - 1 - l) & 1);
+      if (buffer == 0) {  // layers l and l - 1
+        ex.sync();
+        load_layers<true>(ex, a, s, t, l, l - 1, scratch, buffer);
+      }
       const Cplx<T>* mats = scratch.mats[buffer];
       const T* trig = scratch.trig[buffer];
-      load_layer(ex, a, s, t, l, scratch.mats[buffer], scratch.gzz[buffer], scratch.trig[buffer]);
       Acc acc;
       ex.run([&](Lane lane) {
         QLAM_UNROLL

@@ -10,6 +10,7 @@ The program as written must pass for every G, n, entangler, pair features, lengt
 dtype, computing bit for bit what torch.ops.qlam._register_emulation_* compute. The `mutation`
 argument plants bugs (a sync left out, one buffer for both layers, ...): each must be reported, or a
 checker that never fires would pass the same tests."""
+import math
 import re
 
 import pytest
@@ -55,10 +56,18 @@ def output_grads(features, final, seed=1):
 
 
 def layers_run(args):
-    """Layers the states run in all: one ex.sync() each."""
+    """Layers the states run in all."""
     B, T, H, L = args["angles"].shape[:4]
     lengths = args["lengths"] if args["lengths"] is not None else torch.full((B,), T)
     return int(lengths.sum()) * H * L
+
+
+def syncs_run(args):
+    """The ex.sync() calls of all states: two per pair of layers a token loads (register_program.h
+    load_layers: one before the pair's writes, one after), so L = 1 and L = 2 both take two a token."""
+    B, T, H, L = args["angles"].shape[:4]
+    lengths = args["lengths"] if args["lengths"] is not None else torch.full((B,), T)
+    return int(lengths.sum()) * H * 2 * math.ceil(L / 2)
 
 
 def assert_same(got, want, names):
@@ -80,10 +89,10 @@ def run_both(args, lanes, every):
 
 
 def assert_saw_the_scratch(args, stats):
-    """The checker saw one sync per layer and scratch accesses: the hooks are wired."""
+    """The checker saw two syncs per pair of layers and scratch accesses: the hooks are wired."""
     syncs, loads, stores, _ = stats
     layers = layers_run(args)
-    assert syncs == layers
+    assert syncs == syncs_run(args)
     assert (loads > 0 and stores > 0) == (layers > 0), stats
 
 
@@ -186,11 +195,15 @@ def test_dropping_every_sync_is_a_race(entangler, lanes):
 
 @pytest.mark.parametrize("lanes", [2, 32])
 def test_every_sync_is_needed(lanes):
-    """Leaving out any one of a state's per-layer syncs is a race: the layer's reads meet its writes."""
+    """Leaving out any one of a state's syncs but its first is a race: without the one after a pair's writes
+    the layers' reads meet them; without the one before, the writes meet the last pair's reads. The first
+    comes before anything was read (it keeps a group that runs states in turn safe): no finding without it."""
     args = mutation_args(n=5, L=2, lengths=(3, 2))
-    for k in range(3 * 2):  # the first state's syncs
+    for k in range(1, 3 * 2):  # the first state's syncs: 3 tokens, one pair of layers each
         assert_caught(args, lanes, f"skip_sync:{k}", "race")
     assert_caught(args, lanes, "skip_sync:3+single_buffer", "race")  # mutations combine
+    want = emulated_forward(args, lanes, 0)
+    assert_same(checked_forward(args, lanes, 0, "skip_sync:0")[:3], want, ("features", "final_state", "checkpoints"))
     run_both(args, lanes, 0)  # and the unmutated program passes on the same inputs
 
 
@@ -202,10 +215,10 @@ def test_skipping_a_sync_past_the_end_changes_nothing():
 
 @pytest.mark.parametrize("lanes", [2, 4, 16])
 @pytest.mark.parametrize("entangler", reference.ENTANGLERS)
-def test_one_buffer_is_a_race(entangler, lanes):
-    """Single-buffered scratch: layer l+1's matrices are written in the phase in which layer l's are read
-    (accesses to buffer 1 recorded as buffer 0's: the accesses of a program with one buffer)."""
-    assert_caught(mutation_args(entangler=entangler), lanes, "single_buffer", "race")
+def test_rewriting_a_pair_without_the_sync_before_is_a_race(entangler, lanes):
+    """The second token's pair of layers written in the phase in which the first token's are still read
+    (its first sync, the state's third, left out)."""
+    assert_caught(mutation_args(entangler=entangler), lanes, "skip_sync:2", "race")
 
 
 def test_one_buffer_is_enough_for_one_layer():
@@ -217,22 +230,23 @@ def test_one_buffer_is_enough_for_one_layer():
 
 @pytest.mark.parametrize("lanes", [1, 2, 16])
 def test_reading_the_other_buffer_reads_unwritten_scratch(lanes):
-    """Reads from the other layer's buffer: the first layer's read scratch nobody wrote (even with one lane)."""
-    assert_caught(mutation_args(), lanes, "other_buffer", "unwritten")
+    """Reads from the other layer's buffer: with one layer, scratch nobody wrote (even with one lane)."""
+    assert_caught(mutation_args(L=1), lanes, "other_buffer", "unwritten")
 
 
 @pytest.mark.parametrize("lanes", [2, 8])
-def test_persistent_group_races_after_an_odd_layer_count(lanes):
+def test_persistent_group_is_safe_with_the_first_sync_only(lanes):
     """One group running the states in turn over one scratch (not what register_cuda.cu launches: one
-    state per group): a state that ends on buffer 0 (an odd number of layers) is followed by the next
-    state's writes to buffer 0 with no sync in between. With an even number of layers it is safe, and the
-    results are the emulation's (which runs its states in turn over one scratch)."""
-    assert_caught(mutation_args(L=1, lengths=(3, 2)), lanes, "persistent", "race")
-    args = mutation_args(L=2, lengths=(3, 2))
-    assert_same(checked_forward(args, lanes, 0, "persistent")[:3], emulated_forward(args, lanes, 0),
-                ("features", "final_state", "checkpoints"))
-    with pytest.raises(RuntimeError, match=r"state 1\)"):
-        checked_forward(mutation_args(L=1, lengths=(3, 2)), lanes, 0, "persistent")
+    state per group) is safe at any number of layers, since each state's first pair of layers is written
+    after a sync; the results are the emulation's (which runs its states in turn over one scratch).
+    Without that first sync the next state's writes meet the last state's reads."""
+    for L in (1, 2, 3):
+        args = mutation_args(L=L, lengths=(3, 2))
+        assert_same(checked_forward(args, lanes, 0, "persistent")[:3], emulated_forward(args, lanes, 0),
+                    ("features", "final_state", "checkpoints"))
+        first_of_state_1 = 3 * 2 * math.ceil(L / 2)  # a persistent group counts its syncs over all its states
+        with pytest.raises(RuntimeError, match=r"state 1\)"):
+            checked_forward(args, lanes, 0, f"persistent+skip_sync:{first_of_state_1}")
 
 
 @pytest.mark.parametrize("lanes", [1, 4])
