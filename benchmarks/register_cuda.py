@@ -10,9 +10,12 @@ the fraction of the FP32 peak measured in the same run (an 8192^2 float32 matmul
 benchmarks/roofline.py); then the backward of the features' gradient (no checkpoints, what
 qlam.ops.scan's autograd runs): `torch.ops.qlam.scan_backward` against
 `torch.ops.qlam._register_backward` at every G, and forward + backward, today's against the best
-register forward plus the best register backward. Before timing, every register run's features
-and angle gradients are checked against today's kernels. Writes benchmarks/results/register_cuda.json
-and .md.
+register forward plus the best register backward. Then the sMNIST config's shape
+(configs/smnist/qlam.yaml: n = 6, rzz, 784 tokens, 4 heads; batch 64 as in training and 500 as in
+evaluation). Every point is set beside benchmarks/cost_model.py's prediction for this GPU (ns per
+state-token, the host's G), so the measurement checks the model. Before timing, every register
+run's features and angle gradients are checked against today's kernels. Writes
+benchmarks/results/register_cuda.json and .md.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ import qlam  # noqa: E402
 from flops import backward_flops, forward_flops  # noqa: E402
 from roofline import matmul_peak  # noqa: E402
 from timing import machine, median_time, write_results  # noqa: E402
+
+import cost_model  # noqa: E402
 
 # float32 amplitudes per lane the kernels keep in registers (register_program.h, kMaxForwardRegisters and
 # kMaxBackwardRegisters).
@@ -44,6 +49,31 @@ def best_of(row: dict, prefix: str) -> tuple:
     return t, key[len(prefix):-2]
 
 
+def points(quick: bool) -> list:
+    """(n, batch, heads, entangler, tokens) per measured point: the cnot grid at H = 1, then the sMNIST
+    config's shape (n = 6, rzz, 784 tokens, 4 heads; batch 64 in training, 500 in evaluation)."""
+    grid = [(n, S, 1, "cnot", 32 if quick else 256) for n in ((4, 8) if quick else (4, 6, 8))
+            for S in ((256,) if quick else (256, 4096, 8192))]
+    smnist = [(6, 64, 4, "rzz", 64 if quick else 784)] + ([] if quick else [(6, 500, 4, "rzz", 784)])
+    return grid + smnist
+
+
+def model_gpu(device_name: str) -> str:
+    """cost_model's GPU for this device: H200 or A100 by name, else the H100 (the model's H200 is an H100
+    with more DRAM bandwidth)."""
+    return next((g for g in ("H200", "A100") if g in device_name), "H100")
+
+
+def predicted(gpu: str, n: int, states: int, entangler: str) -> dict:
+    """cost_model's ns per state-token (forward, forward + backward) for both programs at the host's G."""
+    out = {}
+    for design in ("shared", "register"):
+        for pass_, key in (("forward", "fwd"), ("forward+backward", "fwd_bwd")):
+            row = cost_model.predict(design, gpu, n, states, pass_, entangler)
+            out[f"model_{design}_{key}_ns"] = row["ns_per_state_token"] if row else float("nan")
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short sequences, fewer points (a smoke test)")
@@ -52,77 +82,111 @@ def main(argv=None) -> None:
     if not (torch.cuda.is_available() and qlam._extension.supports(torch.device("cuda"))):
         sys.exit("register_cuda.py: needs a CUDA GPU and qlam built with its CUDA kernels")
     peak = matmul_peak("cuda", 2048 if args.quick else 8192)
+    gpu = model_gpu(torch.cuda.get_device_name())
     rows = []
-    for n in ((4, 8) if args.quick else (4, 6, 8)):
-        for S in ((256,) if args.quick else (256, 4096, 8192)):
-            T, L = (32 if args.quick else 256), 2
-            g = torch.Generator(device="cuda").manual_seed(0)
-            angles = torch.rand(S, T, 1, L, n, 3, device="cuda", generator=g) * 6.4 - 3.2
-            flop = forward_flops(n, L) * S * T
-            call = (angles, None, None, None, "cnot", False, 0)
-            want = torch.ops.qlam.scan_forward(*call)[0]
-            base = median_time(lambda: torch.ops.qlam.scan_forward(*call), "cuda", 2, args.repeats)
-            row = dict(n=n, states=S, T=T, L=L, shared_s=base, shared_frac=flop / base / 1e9 / peak["matmul_gflops"])
-            for lanes in [0] + lanes_options(n):
-                got = torch.ops.qlam._register_forward(*call, lanes)[0]
-                err = (got - want).abs().max().item()
-                assert err < 1e-3, f"n={n} S={S} lanes={lanes}: the register kernel's features differ by {err}"
-                t = median_time(lambda: torch.ops.qlam._register_forward(*call, lanes), "cuda", 2, args.repeats)
-                row[f"register_G{lanes or 'auto'}_s"] = t
-            best_s, best_g = best_of(row, "register_G")
-            row.update(best_register=best_g, best_register_s=best_s, speedup=base / best_s,
-                       register_frac=flop / best_s / 1e9 / peak["matmul_gflops"])
-            # Backward of a features' gradient from today's saved final state (no checkpoints).
-            _, final, checkpoints = torch.ops.qlam.scan_forward(*call)
-            grad = torch.randn(want.shape, device="cuda", generator=g)
-            bcall = (grad, None, angles, None, final, checkpoints, None, "cnot", False, 0)
-            want_grad = torch.ops.qlam.scan_backward(*bcall)[0]
-            scale = max(1.0, want_grad.abs().max().item())
-            base_bwd = median_time(lambda: torch.ops.qlam.scan_backward(*bcall), "cuda", 2, args.repeats)
-            bwd_flop = backward_flops(n, L) * S * T
-            row.update(shared_bwd_s=base_bwd, shared_bwd_frac=bwd_flop / base_bwd / 1e9 / peak["matmul_gflops"])
-            for lanes in [0] + lanes_options(n, MAX_BACKWARD_REGISTERS):
-                got = torch.ops.qlam._register_backward(*bcall, lanes)[0]
-                err = (got - want_grad).abs().max().item() / scale
-                assert err < 1e-3, (f"n={n} S={S} lanes={lanes}: the register backward's angle gradients differ "
-                                    f"by {err} (relative to their largest)")
-                t = median_time(lambda: torch.ops.qlam._register_backward(*bcall, lanes), "cuda", 2, args.repeats)
-                row[f"register_bwd_G{lanes or 'auto'}_s"] = t
-            bwd_s, bwd_g = best_of(row, "register_bwd_G")
-            row.update(best_register_bwd=bwd_g, best_register_bwd_s=bwd_s, bwd_speedup=base_bwd / bwd_s,
-                       register_bwd_frac=bwd_flop / bwd_s / 1e9 / peak["matmul_gflops"],
-                       shared_fwd_bwd_s=base + base_bwd, register_fwd_bwd_s=best_s + bwd_s,
-                       fwd_bwd_speedup=(base + base_bwd) / (best_s + bwd_s))
-            print(row, flush=True)
-            rows.append(row)
+    for n, B, H, entangler, T in points(args.quick):
+        S, L = B * H, 2
+        g = torch.Generator(device="cuda").manual_seed(0)
+        angles = torch.rand(B, T, H, L, n, 3, device="cuda", generator=g) * 6.4 - 3.2
+        ent = (torch.rand(B, T, H, L, cost_model.num_pairs(n), device="cuda", generator=g) * 6.4 - 3.2
+               if entangler == "rzz" else None)
+        flop = forward_flops(n, L, entangler) * S * T
+        call = (angles, ent, None, None, entangler, False, 0)
+        want = torch.ops.qlam.scan_forward(*call)[0]
+        base = median_time(lambda: torch.ops.qlam.scan_forward(*call), "cuda", 2, args.repeats)
+        row = dict(n=n, states=S, heads=H, entangler=entangler, T=T, L=L, shared_s=base,
+                   shared_frac=flop / base / 1e9 / peak["matmul_gflops"], model_gpu=gpu,
+                   **predicted(gpu, n, S, entangler))
+        for lanes in [0] + lanes_options(n):
+            got = torch.ops.qlam._register_forward(*call, lanes)[0]
+            err = (got - want).abs().max().item()
+            assert err < 1e-3, f"n={n} S={S} lanes={lanes}: the register kernel's features differ by {err}"
+            t = median_time(lambda: torch.ops.qlam._register_forward(*call, lanes), "cuda", 2, args.repeats)
+            row[f"register_G{lanes or 'auto'}_s"] = t
+        best_s, best_g = best_of(row, "register_G")
+        row.update(best_register=best_g, best_register_s=best_s, speedup=base / best_s,
+                   register_frac=flop / best_s / 1e9 / peak["matmul_gflops"])
+        # Backward of a features' gradient from today's saved final state (no checkpoints).
+        _, final, checkpoints = torch.ops.qlam.scan_forward(*call)
+        grad = torch.randn(want.shape, device="cuda", generator=g)
+        bcall = (grad, None, angles, ent, final, checkpoints, None, entangler, False, 0)
+        want_grad = torch.ops.qlam.scan_backward(*bcall)[0]
+        scale = max(1.0, want_grad.abs().max().item())
+        base_bwd = median_time(lambda: torch.ops.qlam.scan_backward(*bcall), "cuda", 2, args.repeats)
+        bwd_flop = backward_flops(n, L, entangler) * S * T
+        row.update(shared_bwd_s=base_bwd, shared_bwd_frac=bwd_flop / base_bwd / 1e9 / peak["matmul_gflops"])
+        for lanes in [0] + lanes_options(n, MAX_BACKWARD_REGISTERS):
+            got = torch.ops.qlam._register_backward(*bcall, lanes)[0]
+            err = (got - want_grad).abs().max().item() / scale
+            assert err < 1e-3, (f"n={n} S={S} lanes={lanes}: the register backward's angle gradients differ "
+                                f"by {err} (relative to their largest)")
+            t = median_time(lambda: torch.ops.qlam._register_backward(*bcall, lanes), "cuda", 2, args.repeats)
+            row[f"register_bwd_G{lanes or 'auto'}_s"] = t
+        bwd_s, bwd_g = best_of(row, "register_bwd_G")
+        row.update(best_register_bwd=bwd_g, best_register_bwd_s=bwd_s, bwd_speedup=base_bwd / bwd_s,
+                   register_bwd_frac=bwd_flop / bwd_s / 1e9 / peak["matmul_gflops"],
+                   shared_fwd_bwd_s=base + base_bwd, register_fwd_bwd_s=best_s + bwd_s,
+                   fwd_bwd_speedup=(base + base_bwd) / (best_s + bwd_s))
+        # ns per state-token as measured, at the host's G (what the model predicts)
+        per = 1e9 / (S * T)
+        row.update(shared_fwd_ns=base * per, register_fwd_ns=row["register_Gauto_s"] * per,
+                   shared_fwd_bwd_ns=(base + base_bwd) * per,
+                   register_fwd_bwd_ns=(row["register_Gauto_s"] + row["register_bwd_Gauto_s"]) * per)
+        print(row, flush=True)
+        rows.append(row)
     meta = machine()
     meta.update(peak, command="python benchmarks/register_cuda.py " + " ".join(sys.argv[1:]), quick=args.quick)
+    paths = write_results("register_cuda_quick" if args.quick else "register_cuda", rows, markdown(rows, meta), meta)
+    print("wrote", *paths)
+
+
+def ratio(measured: float, model: float) -> str:
+    return f"{measured:.2f} / {model:.2f} ({measured / model:.2f}x)" if model == model and model > 0 else f"{measured:.2f} / -"
+
+
+def markdown(rows: list, meta: dict) -> str:
+    """The tables: forward, then backward and forward + backward (both at each program's best G), then
+    measured against cost_model.py's prediction (ns per state-token at the host's G)."""
     lines = [
         "# Register kernels vs today's CUDA kernels (forward, backward)", "",
-        f"GPU: {meta.get('gpu', '?')}; torch {meta['torch']}. Command: `{meta['command']}`. Float32, H = 1, "
-        f"L = 2, cnot; medians (CUDA events). Peak: float32 matmul {peak['matmul_gflops']:.0f} GFLOP/s.", "",
-        "| n | states | T | today's kernel | % peak | best register (G) | % peak | speed-up |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"GPU: {meta.get('gpu', '?')}; torch {meta['torch']}. Command: `{meta['command']}`. Float32, L = 2; "
+        f"medians (CUDA events). Peak: float32 matmul {meta['matmul_gflops']:.0f} GFLOP/s.", "",
+        "| n | states (heads) | entangler | T | today's kernel | % peak | best register (G) | % peak | speed-up |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['n']} | {r['states']} | {r['T']} | {r['shared_s'] * 1e3:.2f} ms | {100 * r['shared_frac']:.1f} | "
+        lines.append(f"| {r['n']} | {r['states']} ({r['heads']}) | {r['entangler']} | {r['T']} "
+                     f"| {r['shared_s'] * 1e3:.2f} ms | {100 * r['shared_frac']:.1f} | "
                      f"{r['best_register_s'] * 1e3:.2f} ms ({r['best_register']}) | "
                      f"{100 * r['register_frac']:.1f} | {r['speedup']:.2f}x |")
     lines += [
         "", "Backward (features' gradient, no checkpoints) and forward + backward (today's kernels against the "
         "best register forward plus the best register backward):", "",
-        "| n | states | T | today's backward | % peak | best register backward (G) | % peak | speed-up | "
+        "| n | states | entangler | T | today's backward | % peak | best register backward (G) | % peak | speed-up | "
         "today's fwd + bwd | register fwd + bwd | speed-up |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['n']} | {r['states']} | {r['T']} | {r['shared_bwd_s'] * 1e3:.2f} ms | "
+        lines.append(f"| {r['n']} | {r['states']} | {r['entangler']} | {r['T']} | {r['shared_bwd_s'] * 1e3:.2f} ms | "
                      f"{100 * r['shared_bwd_frac']:.1f} | {r['best_register_bwd_s'] * 1e3:.2f} ms "
                      f"({r['best_register_bwd']}) | {100 * r['register_bwd_frac']:.1f} | {r['bwd_speedup']:.2f}x | "
                      f"{r['shared_fwd_bwd_s'] * 1e3:.2f} ms | {r['register_fwd_bwd_s'] * 1e3:.2f} ms | "
                      f"{r['fwd_bwd_speedup']:.2f}x |")
-    paths = write_results("register_cuda_quick" if args.quick else "register_cuda", rows, "\n".join(lines) + "\n", meta)
-    print("wrote", *paths)
+    gpu = rows[0]["model_gpu"] if rows else "?"
+    lines += [
+        "", f"Measured against benchmarks/cost_model.py's prediction for the {gpu} (ns per state-token, measured / "
+        "model (ratio); the register kernels at the host's G, as the model predicts them). The gap is for "
+        "benchmarks/NOTES.md to explain.", "",
+        "| n | states | entangler | today's fwd | register fwd | today's fwd + bwd | register fwd + bwd |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['states']} | {r['entangler']} "
+                     f"| {ratio(r['shared_fwd_ns'], r['model_shared_fwd_ns'])} "
+                     f"| {ratio(r['register_fwd_ns'], r['model_register_fwd_ns'])} "
+                     f"| {ratio(r['shared_fwd_bwd_ns'], r['model_shared_fwd_bwd_ns'])} "
+                     f"| {ratio(r['register_fwd_bwd_ns'], r['model_register_fwd_bwd_ns'])} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
