@@ -3,10 +3,12 @@
 glibc returns a large freed block to the operating system (an ``munmap``, or a trim of the heap's
 top), and torch's CPU allocator does not cache blocks: so every training step maps its large
 activations and gradients afresh, and touching them costs one page fault per 4 KiB. On the 2-core
-machine of this project's benchmarks that was ~8,000-12,000 faults per step of
-``configs/smnist/cpu.yaml`` (``resource.getrusage().ru_minflt``); with the settings below, 0-700
-(the heap still grows now and then as fragmentation shifts). What that saves in time was within
-that machine's run-to-run noise. The cost: the process keeps its peak heap instead of shrinking after it,
+machine of this project's benchmarks (``benchmarks/page_faults.py``: 7 child processes per mode,
+``configs/smnist/cpu.yaml``'s model, batch 32, one thread) that was a median of 3,018 faults per step
+(1,498-5,146 over the runs; ``resource.getrusage().ru_minflt``); with the settings below, 33 (0-490:
+the heap still grows now and then as fragmentation shifts), and a step took 0.079 s instead of 0.086 s
+(ranges 0.078-0.080 and 0.082-0.089). An earlier measurement had found the time saved within the
+machine's run-to-run noise; the counts vary with the heap's layout from process to process. The cost: the process keeps its peak heap instead of shrinking after it,
 which a training loop reaches again every step anyway. (``LD_PRELOAD`` of jemalloc or tcmalloc, as
 PyTorch's CPU tuning guide suggests, has the same effect; this needs no extra library.)
 """
