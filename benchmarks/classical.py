@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qlam.info import cuda_program  # noqa: E402
 from qlam.models import build_model, count_parameters  # noqa: E402
 from qlam.train.config import ModelConfig, QLAMOptions, TransformerOptions  # noqa: E402
 from timing import machine, median_time, write_results  # noqa: E402
@@ -134,7 +135,7 @@ def main(argv=None) -> None:
 def write(rows, device, args):
     meta = machine()
     # which CUDA program ran QLAM's scan (csrc/cuda/register_launch.h): today's kernels or the register ones
-    program = (os.environ.get("QLAM_CUDA_PROGRAM") or "shared") if device == "cuda" else None
+    program = cuda_program() if device == "cuda" else None
     meta.update(device=device, quick=args.quick, n_qubits=args.n_qubits, cuda_program=program,
                 command=("QLAM_CUDA_PROGRAM=register " if program == "register" else "")
                 + "python benchmarks/classical.py " + " ".join(sys.argv[1:]))

@@ -58,7 +58,7 @@ Assumptions (the ones a measurement should check first are marked *):
   re-read in every iteration (psi and mats may alias); precise sinf/cosf 20 instructions.
 - The register design as built (csrc/register_program.h, launched by csrc/cuda/register_cuda.cu; see
   register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
-  at run time (register_forward_kernel<float, R>, with the next token's prefetch: 88 / 80 / 96 / 120 / 232
+  at run time (register_forward_kernel<float, R>, with the paired layer loads: 80 / 80 / 96 / 120 / 232
   at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no kernel, hence no G, for R >= 32; the backward's
   96 / 96 / 128 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers
   allocated per warp in units of 256, the group scratch (960 / 1536 bytes per state) in shared memory; at
@@ -650,8 +650,9 @@ def scratch_wavefronts(G: int, kernel: str, words: int, own_row: bool = False) -
 @lru_cache(maxsize=None)
 def register_counts(n: int, G: int, kernel: str, entangler: str = "cnot") -> Optional[tuple[Counts, int, int]]:
     """Per warp and token for states spread over G lanes (32 / G states per warp), R = 2**n / G amplitudes per
-    lane, with the cnot ring or rzz as the entangler. Returns (counts, registers per thread, dynamic shared bytes per warp), or None where no kernel for that
-    R fits (register_regs). Counts are per lane = per warp-instruction (the lanes of a warp run in lockstep)."""
+    lane, with the cnot ring or rzz as the entangler. Returns (counts, registers per thread, dynamic shared bytes
+    per warp), or None where no kernel for that R fits (register_regs). Counts are per lane = per
+    warp-instruction (the lanes of a warp run in lockstep)."""
     N = 1 << n
     R = N // G
     if R < 1 or G > WARP:
@@ -810,7 +811,6 @@ def register_kernel(gpu: GPU, n: int, S: int, kernel: str, entangler: str = "cno
     return {**got, "best_lanes_per_state": best["lanes_per_state"], "best_cycles": best["cycles"]}
 
 
-
 def host_cost(gpu_name: str, kernel: str, ns=range(1, 9), states=(64, 256, 1024, 4096, 16384, 65536)) -> float:
     """The worst ratio of the host's G's predicted time to the best G's over the grid."""
     gpu = GPUS[gpu_name]
@@ -875,25 +875,42 @@ def predict(design: str, gpu_name: str, n: int, S: int, pass_: str, entangler: s
     return row
 
 
-# configs/smnist/qlam.yaml's QLAM layers: n = 6, depth 2 (= L), rzz, 4 heads; batch 64 in training and 500 in
-# evaluation (states = batch x heads); 784 tokens, 4 layers.
-SMNIST = {"n": 6, "entangler": "rzz", "tokens": 784, "layers": 4, "states": {"training": 64 * 4, "evaluation": 500 * 4}}
+SMNIST_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "smnist",
+                             "qlam.yaml")
+SMNIST_TOKENS = 784  # the task's sequence: 28 x 28 pixels, one a token
+
+
+@lru_cache(maxsize=None)
+def smnist_shape() -> dict:
+    """The QLAM layers of configs/smnist/qlam.yaml: qubits, entangler, layers, and the states a scan runs
+    (batch x heads) in training and in evaluation. Its depth must be the model's L."""
+    import yaml  # only here: the rest of the model needs nothing beyond the standard library
+
+    with open(SMNIST_CONFIG) as f:
+        cfg = yaml.safe_load(f)
+    model, q, train = cfg["model"], cfg["model"]["qlam"], cfg["train"]
+    if q["depth"] != L:
+        raise ValueError(f"{SMNIST_CONFIG}: depth {q['depth']}, but the model counts L = {L} layers per token")
+    return {"n": q["n_qubits"], "entangler": q["entangler"], "tokens": SMNIST_TOKENS, "layers": model["n_layers"],
+            "states": {"training": train["batch_size"] * q["n_heads"],
+                       "evaluation": train["eval_batch_size"] * q["n_heads"]}}
 
 
 def smnist_rows(gpu: str = "H100") -> list[dict]:
     """The sMNIST config's shape, both designs: per pass, ns per state-token, us per token (all states at once)
     and the scans' time per step (tokens x layers): training forward and forward + backward, evaluation forward."""
+    shape = smnist_shape()
     rows = []
-    for use, S in SMNIST["states"].items():
+    for use, S in shape["states"].items():
         for pass_ in PASSES if use == "training" else ("forward",):
             for design in ("shared", "register"):
-                r = predict(design, gpu, SMNIST["n"], S, pass_, SMNIST["entangler"])
+                r = predict(design, gpu, shape["n"], S, pass_, shape["entangler"])
                 us_per_token = r["ns_per_state_token"] * S / 1e3
                 rows.append({"use": use, "states": S, "pass": pass_, "design": design, "gpu": gpu,
-                             "entangler": SMNIST["entangler"], "n": SMNIST["n"],
+                             "entangler": shape["entangler"], "n": shape["n"],
                              "predicted_fraction_of_peak": r["predicted_fraction_of_peak"],
                              "ns_per_state_token": r["ns_per_state_token"], "us_per_token": us_per_token,
-                             "ms_per_step": us_per_token * SMNIST["tokens"] * SMNIST["layers"] / 1e3,
+                             "ms_per_step": us_per_token * shape["tokens"] * shape["layers"] / 1e3,
                              "lanes_per_state": r["lanes_per_state"], "bound": r["bound"],
                              "latency_chain_cycles_per_token": r["latency_chain_cycles_per_token"]})
     return rows
@@ -1002,9 +1019,10 @@ def pct(x: float) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
-def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float], fit: Optional[dict],
-             calib_chance: Optional[list[dict]] = None) -> str:
+def markdown(rows: list[dict], smnist: list[dict], calib: list[dict], measured_peak: Optional[float],
+             fit: Optional[dict], calib_chance: Optional[list[dict]] = None) -> str:
     by = {(r["design"], r["gpu"], r["n"], r["states"], r["pass"]): r for r in rows}
+    shape = smnist_shape()
     lines = [
         "# Cost model of the CUDA scan kernel: a prediction, not a measurement",
         "",
@@ -1043,14 +1061,15 @@ def markdown(rows: list[dict], calib: list[dict], measured_peak: Optional[float]
               "over n = 1..8 and S = 64..65,536: at most "
               + ", ".join(f"{g} {k} {host_cost(g, k):.2f}x" for g in ("A100", "H100") for k in ("forward", "backward"))
               + " slower.",
-              "", "## The sMNIST config's shape (configs/smnist/qlam.yaml: n = 6, L = 2, rzz; H100)", "",
-              "The scans of one step: 784 tokens through 4 QLAM layers, the states (batch x 4 heads) in parallel. "
+              "", f"## The sMNIST config's shape (configs/smnist/qlam.yaml: n = {shape['n']}, L = {L}, "
+              f"{shape['entangler']}; H100)", "",
+              f"The scans of one step: {shape['tokens']} tokens through {shape['layers']} QLAM layers, the states "
+              "(batch x heads) in parallel. "
               "A training step runs forward + backward, an evaluation batch the forward. Predicted, not measured; "
               "the rest of the model (projections, feed-forward, optimizer) is not included.", "",
               "| use | states | pass | shared: ns/state-token (bound) | register: ns/state-token (G, bound) "
               "| shared: ms/step | register: ms/step | speed-up |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    smnist = smnist_rows()
     for sh, rg in zip(smnist[0::2], smnist[1::2]):
         lines.append(f"| {sh['use']} | {sh['states']} | {sh['pass']} | {sh['ns_per_state_token']:.1f} ({sh['bound']}) "
                      f"| {rg['ns_per_state_token']:.1f} ({rg['lanes_per_state']}, {rg['bound']}) "
@@ -1209,6 +1228,7 @@ def main(argv=None) -> None:
 
     data = load_roofline(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "roofline_cuda.json"))
     rows = all_rows()
+    smnist = smnist_rows()
     calib = calibration(data)
     global OVERLAP
     OVERLAP = "chance"
@@ -1232,10 +1252,10 @@ def main(argv=None) -> None:
         "counts": "per state-token; a warp's work divided among its 32/G states; fwd+bwd rows sum both kernels; "
                   "'a/b' fields give the forward and the backward kernel",
         "measured_matmul_peak_gflops_h200": measured_peak, "calibration_h200": calib,
-        "smnist_config_shape": smnist_rows(),
+        "smnist_config_shape": smnist,
         "command": "python benchmarks/cost_model.py",
     }
-    md = markdown(rows, calib, measured_peak, fit, calib_chance)
+    md = markdown(rows, smnist, calib, measured_peak, fit, calib_chance)
     paths = write_results("cost_model", rows, md, meta)
     print(md)
     print("wrote", *paths)

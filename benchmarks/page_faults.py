@@ -78,9 +78,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
     for r in rows:
         lines.append(f"| {'on' if r['keep_freed_memory'] else 'off'} | {r['faults_per_step_median']:.0f} "
                      f"({r['faults_per_step_min']:.0f}-{r['faults_per_step_max']:.0f}) "
-                     f"| {r['seconds_per_step_median']:.3f} ({r['seconds_per_step_min']:.3f}-{r['seconds_per_step_max']:.3f}) |")
+                     f"| {r['seconds_per_step_median']:.3f} "
+                     f"({r['seconds_per_step_min']:.3f}-{r['seconds_per_step_max']:.3f}) |")
     ratio = on["seconds_per_step_median"] / off["seconds_per_step_median"]
-    apart = on["seconds_per_step_max"] < off["seconds_per_step_min"] or off["seconds_per_step_max"] < on["seconds_per_step_min"]
+    apart = (on["seconds_per_step_max"] < off["seconds_per_step_min"]
+             or off["seconds_per_step_max"] < on["seconds_per_step_min"])
     lines += ["", f"Time per step with the setting / without: {ratio:.3f} (medians); the two modes' ranges over runs "
               + ("do not overlap." if apart else "overlap: the difference is within this machine's run-to-run noise.")]
     return "\n".join(lines) + "\n"

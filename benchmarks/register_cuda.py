@@ -141,7 +141,10 @@ def main(argv=None) -> None:
 
 
 def ratio(measured: float, model: float) -> str:
-    return f"{measured:.2f} / {model:.2f} ({measured / model:.2f}x)" if model == model and model > 0 else f"{measured:.2f} / -"
+    """`measured / model (ratio)`, or the measurement alone where the model has no figure (NaN)."""
+    if model == model and model > 0:
+        return f"{measured:.2f} / {model:.2f} ({measured / model:.2f}x)"
+    return f"{measured:.2f} / -"
 
 
 def markdown(rows: list, meta: dict) -> str:

@@ -430,13 +430,14 @@ QLAM_HD void prefetch_to_l2(Exec& ex, const void* p, int64_t bytes) {
 template <typename T, class Exec>
 QLAM_HD void prefetch_token(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t) {
   prefetch_to_l2(ex, a.angles + a.angle_offset(s, t, 0), a.L * a.n * 3 * int64_t(sizeof(T)));
-  if (a.entangler == Entangler::RZZ) prefetch_to_l2(ex, a.ent_angles + a.ent_offset(s, t, 0), a.L * a.P * int64_t(sizeof(T)));
+  if (a.entangler == Entangler::RZZ)
+    prefetch_to_l2(ex, a.ent_angles + a.ent_offset(s, t, 0), a.L * a.P * int64_t(sizeof(T)));
 }
 
 // ---------------------------------------------------------------- gates
 
-// Layers l and l2 of token t (l2 = -1: layer l alone) into buffers `buffer` and
-// buffer ^ 1: lane i builds items i, i + G, ... of the layers' gates (layer l's
+// Layers l and l2 of token t (l2 = -1: layer l alone) into buffers 0 and 1: lane
+// i builds items i, i + G, ... of the layers' gates (layer l's
 // n, then l2's), then of their rzz pairs (cos, sin); then one sync (see the
 // opening comment).
 // The backward (kTrig) also stores gate q's six trig values (cos, sin of theta/2,
@@ -446,19 +447,19 @@ QLAM_HD void prefetch_token(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t
 // G = 32, n = 6, took 5 more registers at R = 2 for ~50 instructions of the chain.)
 template <bool kTrig, typename T, class Exec, class Scratch>
 QLAM_HD void load_layers(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, int64_t l, int64_t l2,
-                         Scratch& scratch, int buffer) {
+                         Scratch& scratch) {
   using Lane = typename Exec::Lane;
   const int n = a.n, gates = l2 >= 0 ? 2 * n : n;
   ex.run([&](Lane lane) {
     for (int i = lane.index(); i < gates; i += ex.lanes()) {
       const int second = i >= n;
       const int q = i - second * n;
-      Cplx<T>* const mats_l = scratch.mats[buffer ^ second];
+      Cplx<T>* const mats_l = scratch.mats[second];
       const T* ang = a.angles + a.angle_offset(s, t, second ? l2 : l) + 3 * q;
       if constexpr (kTrig) {
         const T phi = ang[0], theta = ang[1], omega = ang[2];
         const T ha = (phi + omega) / 2, hd = (phi - omega) / 2;
-        T* tr = scratch.trig[buffer ^ second] + 6 * q;
+        T* tr = scratch.trig[second] + 6 * q;
         scratch_at(ex, tr + 0) = qcos(theta / 2);
         scratch_at(ex, tr + 1) = qsin(theta / 2);
         scratch_at(ex, tr + 2) = qcos(ha);
@@ -479,7 +480,7 @@ QLAM_HD void load_layers(Exec& ex, const ScanArgs<T>& a, int64_t s, int64_t t, i
       for (int i = lane.index(); i < pairs; i += ex.lanes()) {
         const int second = i >= P;
         const int p = i - second * P;
-        T* const gzz_l = scratch.gzz[buffer ^ second];
+        T* const gzz_l = scratch.gzz[second];
         const T half = a.ent_angles[a.ent_offset(s, t, second ? l2 : l) + p] / 2;
         scratch_at(ex, gzz_l + p) = qcos(half);
         scratch_at(ex, gzz_l + (P + p)) = qsin(half);
@@ -853,7 +854,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
       const int buffer = int(l & 1);
       if (buffer == 0) {  // layers l and l + 1 (a pair: see the opening comment)
         ex.sync();
-        load_layers<false>(ex, a, s, t, l, l + 1 < a.L ? l + 1 : -1, scratch, buffer);
+        load_layers<false>(ex, a, s, t, l, l + 1 < a.L ? l + 1 : -1, scratch);
       }
       const Cplx<T>* mats = scratch.mats[buffer];
       ex.run([&](Lane lane) {
@@ -1293,7 +1294,7 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
       const int buffer = int((a.L - 1 - l) & 1);
       if (buffer == 0) {  // layers l and l - 1
         ex.sync();
-        load_layers<true>(ex, a, s, t, l, l - 1, scratch, buffer);
+        load_layers<true>(ex, a, s, t, l, l - 1, scratch);
       }
       const Cplx<T>* mats = scratch.mats[buffer];
       const T* trig = scratch.trig[buffer];

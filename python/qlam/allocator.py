@@ -8,8 +8,9 @@ machine of this project's benchmarks (``benchmarks/page_faults.py``: 7 child pro
 (1,498-5,146 over the runs; ``resource.getrusage().ru_minflt``); with the settings below, 33 (0-490:
 the heap still grows now and then as fragmentation shifts), and a step took 0.079 s instead of 0.086 s
 (ranges 0.078-0.080 and 0.082-0.089). An earlier measurement had found the time saved within the
-machine's run-to-run noise; the counts vary with the heap's layout from process to process. The cost: the process keeps its peak heap instead of shrinking after it,
-which a training loop reaches again every step anyway. (``LD_PRELOAD`` of jemalloc or tcmalloc, as
+machine's run-to-run noise; the counts vary with the heap's layout from process to process. The
+cost: the process keeps its peak heap instead of shrinking after it, which a training loop reaches
+again every step anyway. (``LD_PRELOAD`` of jemalloc or tcmalloc, as
 PyTorch's CPU tuning guide suggests, has the same effect; this needs no extra library.)
 """
 from __future__ import annotations

@@ -9,6 +9,12 @@ import torch
 from . import _binary, _extension
 
 
+def cuda_program() -> str:
+    """QLAM_CUDA_PROGRAM as the CUDA scan reads it (csrc/cuda/register_cuda.cu): unset or empty is 'shared'.
+    The scan accepts 'shared' and 'register' and refuses anything else."""
+    return os.environ.get("QLAM_CUDA_PROGRAM") or "shared"
+
+
 def show_config() -> str:
     """Returns (and prints) the build configuration; warns on a torch mismatch."""
     lines = [f"qlam {__import__('qlam').__version__}", f"installed torch: {torch.__version__}"]
@@ -29,7 +35,7 @@ def show_config() -> str:
                              f"PTX {', '.join(targets['ptx']) or 'none'}")
             except (OSError, ValueError) as error:
                 lines.append(f"GPU code: could not be read ({error})")
-            program = os.environ.get("QLAM_CUDA_PROGRAM") or "shared"
+            program = cuda_program()
             if program in ("shared", "register"):
                 lines.append(f"CUDA scan program: {program} (QLAM_CUDA_PROGRAM: 'shared', the default, or "
                              "'register', issue 15's register kernels where the state fits; not yet measured on a GPU)")
