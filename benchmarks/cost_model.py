@@ -44,7 +44,8 @@ the same clock for time and peak (so it cancels except in the DRAM bound).
 Assumptions (the ones a measurement should check first are marked *):
 - GPUs: A100-SXM4-80GB 108 SMs, 1.41 GHz, 64 FP32 lanes/SM, 164 KiB shared/SM, 2.04 TB/s;
   H100-SXM5 132 SMs, 1.98 GHz (max boost), 128 lanes, 228 KiB, 3.35 TB/s; H200: as H100, 4.8 TB/s.
-- Latencies (cycles): shared load-to-use 30, shuffle 25, dependent ALU 4, L1 hit 40, L2 hit 260* (the
+- Latencies (cycles; benchmarks/latencies.py measures them on a GPU and redoes the predictions with the
+  measured values): shared load-to-use 30, shuffle 25, dependent ALU 4, L1 hit 40, L2 hit 260* (the
   register design's angles and feature gradients, prefetched to L2 a token ahead), DRAM 700*, a lone warp
   issues one instruction a cycle (CPI_SOLO = 1)* and its own wavefronts and shuffles pass the pipe one a
   cycle; __syncwarp (with the turnaround of each phase) 175*, the one parameter fitted: to the S = 1
@@ -86,6 +87,7 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Optional
@@ -138,6 +140,23 @@ MAX_REGS_PER_THREAD = 255
 # Latencies in cycles (see the module docstring).
 LAT = {"smem": 30, "shfl": 25, "sync": 175, "alu": 4, "l1": 40, "l2": 260, "dram": 700}
 CPI_SOLO = 1.0
+
+
+@contextmanager
+def latencies(lat: dict, cpi_solo: float):
+    """Predictions inside use these latencies and CPI_SOLO (benchmarks/latencies.py: measured ones); the
+    model's own come back on leaving."""
+    global CPI_SOLO
+    saved = dict(LAT), CPI_SOLO
+    LAT.update(lat)
+    CPI_SOLO = cpi_solo
+    try:
+        yield
+    finally:
+        LAT.clear()
+        LAT.update(saved[0])
+        CPI_SOLO = saved[1]
+
 
 # ---------------------------------------------------------------- the bank simulation
 
