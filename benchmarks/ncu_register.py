@@ -1,17 +1,25 @@
 """Issue 15's register kernels under Nsight Compute: what they execute per warp and token, beside what
 benchmarks/cost_model.py predicts. Needs a GPU and ncu (Nsight Compute's command line).
 
-    python benchmarks/ncu_register.py [--n 8] [--states 4096] [--tokens 32]
+    python benchmarks/ncu_register.py [--n 8] [--states 4096] [--tokens 32] [--entangler cnot]
+    python benchmarks/ncu_register.py --smnist      # n = 6, 256 states, rzz: the sMNIST config's training shape
 
 Profiles one launch of torch.ops.qlam._register_forward and one of _register_backward (float32, H = 1,
-L = 2, cnot, no pair features: the model's shape; lanes per state: the host's choice) with
+L = 2, cnot or rzz, no pair features: the model's shape; lanes per state: the host's choice) with
 `ncu --csv --metrics ...`, and divides the counters by warps x tokens: warp instructions issued, FP32
 warp instructions (FFMA + FMUL + FADD thread instructions / 32), the issue-slot utilisation, the achieved
-occupancy and SM cycles per token. Beside them: cost_model.register_counts (instructions, FP32 per warp and
-token) and cost_model.register_kernel (warps per SM, cycles per token). Cycles are clock-independent, so
+occupancy and SM cycles per token; and where a warp's cycles go: each stall reason's warps per issue-active
+cycle (smsp__average_warps_issue_stalled_<reason>_per_issue_active) times the warp instructions per token,
+the warp-cycles per warp and token the warps spent stalled for that reason (long scoreboard: global loads;
+short scoreboard: shared memory, shuffles, MUFU; wait: fixed-latency dependencies; no instruction: i-cache
+misses, which the model leaves out; ...). Beside them: cost_model.register_counts (instructions, FP32 per
+warp and token), cost_model.register_kernel (warps per SM, cycles per token) and the terms of the model's
+one-warp chain per token (cost_model.chain_cycles), which the stall reasons check where the shape is
+latency-bound (the sMNIST shape). Cycles are clock-independent, so
 they compare with the model even though ncu locks the clock. The kernels' prologue (loading the state, the
 first norm) is spread over the tokens. Metrics this ncu does not know (their names move between versions)
-are listed as missing, not guessed. Writes benchmarks/results/ncu_register_cuda.json and .md.
+are listed as missing, not guessed. Writes benchmarks/results/ncu_register_cuda.json and .md
+(ncu_register_smnist_cuda.* with --smnist).
 """
 from __future__ import annotations
 
@@ -37,6 +45,13 @@ METRICS = {
     "warps_active_pct": ["sm__warps_active.avg.pct_of_peak_sustained_active"],
     "sm_cycles": ["sm__cycles_elapsed.max"],
 }
+# Warp stall reasons (Nsight Compute's names), each as warps stalled per issue-active cycle.
+STALL_REASONS = ("long_scoreboard", "short_scoreboard", "wait", "barrier", "membar", "branch_resolving",
+                 "no_instruction", "math_pipe_throttle", "mio_throttle", "lg_throttle", "dispatch_stall", "drain",
+                 "imc_miss", "misc", "not_selected", "selected", "sleeping", "tex_throttle")
+METRICS.update({f"stall_{r}": [f"smsp__average_warps_issue_stalled_{r}_per_issue_active.ratio"]
+                for r in STALL_REASONS})
+SMNIST = {"n": 6, "states": 256, "entangler": "rzz"}  # configs/smnist/qlam.yaml: batch 64 x 4 heads
 KERNELS = {"forward": "register_forward_kernel", "backward": "register_backward_kernel"}
 L = cm.L
 
@@ -104,27 +119,48 @@ def per_warp_token(values: dict[str, float], chosen: dict[str, str], warps: int,
             row[key] = got[key]
     if got.get("sm_cycles") is not None:
         row["cycles_per_token"] = got["sm_cycles"] / tokens
+    if "instructions" in row:
+        stalls = {r: got[f"stall_{r}"] * row["instructions"] for r in STALL_REASONS
+                  if got.get(f"stall_{r}") is not None}
+        if stalls:
+            row["stall_cycles"] = stalls  # warp-cycles per warp and token, by reason
     return row
 
 
-def predicted(n: int, S: int, kernel: str, gpu: str) -> dict:
-    """The model's row for the host's G: counts per warp and token, warps per SM, cycles per token."""
-    k = cm.register_kernel(cm.GPUS[gpu], n, S, kernel)
+def chain_terms(c: "cm.Counts") -> dict:
+    """cost_model.chain_cycles' terms for one warp and token (they sum to it)."""
+    lat = cm.LAT
+    return {"issue (instructions x CPI_SOLO)": c.instructions * cm.CPI_SOLO,
+            "own wavefronts and shuffles": c.wavefronts + c.shuffles,
+            "shared-memory round trips": c.dep_smem * lat["smem"], "shuffle round trips": c.dep_shfl * lat["shfl"],
+            "dependent ALU": c.dep_alu * lat["alu"],
+            "global loads (L1, L2, DRAM)": c.dep_l1 * lat["l1"] + c.dep_l2 * lat["l2"] + c.dep_dram * lat["dram"],
+            "syncs": c.syncs * lat["sync"]}
+
+
+def predicted(n: int, S: int, kernel: str, gpu: str, entangler: str = "cnot") -> dict:
+    """The model's row for the host's G: counts per warp and token, warps per SM, cycles per token, and the
+    terms of one warp's chain per token."""
+    k = cm.register_kernel(cm.GPUS[gpu], n, S, kernel, entangler)
     c = k["counts"]
     return {"lanes_per_state": k["lanes_per_state"], "instructions": c.instructions, "fp32": c.fp32,
-            "warps_per_sm": k["warps_per_sm"], "cycles_per_token": k["cycles"], "bound": k["bound"]}
+            "warps_per_sm": k["warps_per_sm"], "cycles_per_token": k["cycles"], "bound": k["bound"],
+            "chain": chain_terms(c)}
 
 
-def run_case(kernel: str, n: int, S: int, T: int) -> None:
+def run_case(kernel: str, n: int, S: int, T: int, entangler: str = "cnot") -> None:
     """The profiled process: one launch of the kernel (the backward's forward is profiled out by name)."""
     import torch
     g = torch.Generator(device="cuda").manual_seed(0)
     angles = torch.rand(S, T, 1, L, n, 3, device="cuda", generator=g) * 6.4 - 3.2
-    call = (angles, None, None, None, "cnot", False, 0)
+    ent = (torch.rand(S, T, 1, L, cm.num_pairs(n), device="cuda", generator=g) * 6.4 - 3.2
+           if entangler == "rzz" else None)
+    call = (angles, ent, None, None, entangler, False, 0)
     features, final, checkpoints = torch.ops.qlam._register_forward(*call, 0)
     if kernel == "backward":
         grad = torch.randn(features.shape, device="cuda", generator=g)
-        torch.ops.qlam._register_backward(grad, None, angles, None, final, checkpoints, None, "cnot", False, 0, 0)
+        torch.ops.qlam._register_backward(grad, None, angles, ent, final, checkpoints, None, entangler, False, 0,
+                                          0)
     torch.cuda.synchronize()
 
 
@@ -137,7 +173,8 @@ def gpu_model_name() -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# Register kernels under Nsight Compute, against the cost model", "",
              f"GPU: {meta.get('gpu', '?')} (model: {meta['model_gpu']}). Command: `{meta['command']}`. n = {meta['n']}, "
-             f"{meta['states']} states, {meta['tokens']} tokens, float32, H = 1, L = {L}, cnot, no pair features; "
+             f"{meta['states']} states, {meta['tokens']} tokens, float32, H = 1, L = {L}, "
+             f"{meta.get('entangler', 'cnot')}, no pair features; "
              "lanes per state: the host's choice. Per warp and token; the prologue is spread over the tokens.", "",
              "| kernel | G (model) | instructions (model) | FP32 (model) | issue active % | warps active % (model warps/SM) | "
              "cycles per token (model, bound) |",
@@ -152,9 +189,36 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      f"{fmt(m.get('fp32'))} ({fmt(p['fp32'])}) | {fmt(m.get('issue_active_pct'), 1)} | "
                      f"{fmt(m.get('warps_active_pct'), 1)} ({p['warps_per_sm']}) | "
                      f"{fmt(m.get('cycles_per_token'))} ({fmt(p['cycles_per_token'])}, {p['bound']}) |")
+    lines += stall_tables(rows)
     if meta.get("missing"):
         lines += ["", "Not collected (no such metric in this ncu): " + ", ".join(meta["missing"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def stall_tables(rows: list[dict]) -> list[str]:
+    """Measured: warp-cycles per warp and token by stall reason ('selected': issuing), the largest first;
+    then the model's chain terms for the same kernels (they sum to its one-warp cycles per token)."""
+    kernels = [r["kernel"] for r in rows]
+    measured = {r["kernel"]: r["measured"].get("stall_cycles", {}) for r in rows}
+    if not any(measured.values()):
+        return []
+    reasons = sorted({k for v in measured.values() for k in v}, key=lambda k: -max(v.get(k, 0) for v in measured.values()))
+    head = "| " + " | ".join(kernels) + " |"
+    rule = "| --- " * (len(kernels) + 1) + "|"
+    out = ["", "Where a warp's cycles go, measured: warp-cycles per warp and token stalled for each reason "
+           "(ncu's warps stalled per issue-active cycle x warp instructions per token; 'selected' is issuing).", "",
+           "| stall reason " + head, rule]
+    for reason in reasons:
+        out.append(f"| {reason} | " + " | ".join(f"{measured[k].get(reason, 0):,.0f}" for k in kernels) + " |")
+    out.append("| total | " + " | ".join(f"{sum(measured[k].values()):,.0f}" for k in kernels) + " |")
+    chains = {r["kernel"]: r["predicted"].get("chain", {}) for r in rows}
+    terms = list(next(iter(chains.values())))
+    out += ["", "The model's one-warp chain per token (cost_model.chain_cycles' terms, cycles):", "",
+            "| term " + head, rule]
+    for term in terms:
+        out.append(f"| {term} | " + " | ".join(f"{chains[k].get(term, 0):,.0f}" for k in kernels) + " |")
+    out.append("| total | " + " | ".join(f"{sum(chains[k].values()):,.0f}" for k in kernels) + " |")
+    return out
 
 
 def main(argv=None) -> None:
@@ -162,10 +226,15 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--states", type=int, default=4096)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--entangler", choices=("cnot", "rzz"), default="cnot")
+    parser.add_argument("--smnist", action="store_true",
+                        help="the sMNIST config's training shape: n = 6, 256 states, rzz (overrides those options)")
     parser.add_argument("--case", choices=sorted(KERNELS), help=argparse.SUPPRESS)  # the profiled process
     args = parser.parse_args(argv)
+    if args.smnist:
+        args.n, args.states, args.entangler = SMNIST["n"], SMNIST["states"], SMNIST["entangler"]
     if args.case:
-        run_case(args.case, args.n, args.states, args.tokens)
+        run_case(args.case, args.n, args.states, args.tokens, args.entangler)
         return
     import torch
 
@@ -185,11 +254,12 @@ def main(argv=None) -> None:
     for kernel in ("forward", "backward"):
         command = [ncu, "--csv", "--metrics", ",".join(chosen.values()), "--kernel-name", f"regex:{KERNELS[kernel]}",
                    "--launch-count", "1", sys.executable, os.path.abspath(__file__), "--case", kernel,
-                   "--n", str(args.n), "--states", str(args.states), "--tokens", str(args.tokens)]
+                   "--n", str(args.n), "--states", str(args.states), "--tokens", str(args.tokens),
+                   "--entangler", args.entangler]
         out = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             sys.exit(f"ncu_register.py: ncu failed on the {kernel} (exit {out.returncode}):\n{out.stderr[-3000:]}")
-        pred = predicted(args.n, args.states, kernel, gpu)
+        pred = predicted(args.n, args.states, kernel, gpu, args.entangler)
         # the lanes the launch used: the host's rule with this device's SMs (the model uses its GPU's)
         G = qlam._C.register_lanes_per_state(args.n, args.states, sms, False, kernel == "backward")
         measured = per_warp_token(parse_ncu_csv(out.stdout), chosen, math.ceil(args.states * G / cm.WARP),
@@ -199,8 +269,9 @@ def main(argv=None) -> None:
         print(rows[-1], flush=True)
     meta = machine()
     meta.update(command="python benchmarks/ncu_register.py " + " ".join(sys.argv[1:]), n=args.n, states=args.states,
-                tokens=args.tokens, model_gpu=gpu, metrics=chosen, missing=missing)
-    paths = write_results("ncu_register_cuda", rows, markdown(rows, meta), meta)
+                tokens=args.tokens, entangler=args.entangler, model_gpu=gpu, metrics=chosen, missing=missing)
+    name = "ncu_register_smnist_cuda" if args.smnist else "ncu_register_cuda"
+    paths = write_results(name, rows, markdown(rows, meta), meta)
     print("wrote", *paths)
 
 

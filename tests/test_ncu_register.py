@@ -42,7 +42,8 @@ def test_metrics_are_chosen_from_what_this_ncu_knows():
     assert chosen == {"warp_instructions": "smsp__inst_executed.sum",
                       "ffma": "sm__sass_thread_inst_executed_op_ffma_pred_on.sum",
                       "sm_cycles": "sm__cycles_elapsed.max"}
-    assert set(missing) == {"fmul", "fadd", "issue_active_pct", "warps_active_pct"}
+    assert set(missing) == {"fmul", "fadd", "issue_active_pct", "warps_active_pct",
+                            *(f"stall_{r}" for r in nr.STALL_REASONS)}
 
 
 def test_counters_become_per_warp_token_figures():
@@ -64,6 +65,47 @@ def test_the_models_side_and_the_table():
             "missing": ["fmul"]}
     text = nr.markdown(rows, meta)
     assert "| forward | 16 (16) | 4,600 (" in text and "n/a" in text and "Not collected" in text
+
+
+def test_stall_reasons_become_warp_cycles_per_token():
+    chosen = {k: v[0] for k, v in nr.METRICS.items()}
+    values = {chosen["warp_instructions"]: 8 * 32 * 1000.0, chosen["stall_long_scoreboard"]: 0.5,
+              chosen["stall_selected"]: 1.0, chosen["stall_short_scoreboard"]: 1.25}
+    row = nr.per_warp_token(values, chosen, warps=8, tokens=32)
+    assert row["stall_cycles"] == {"long_scoreboard": 500.0, "selected": 1000.0, "short_scoreboard": 1250.0}
+    assert "stall_cycles" not in nr.per_warp_token({chosen["warp_instructions"]: 1.0}, chosen, warps=1, tokens=1)
+
+
+def test_the_models_chain_terms_sum_to_its_chain():
+    pred = nr.predicted(6, 256, "forward", "H100", "rzz")
+    shape = nr.cm.smnist_shape()
+    counts = nr.cm.register_counts(shape["n"], pred["lanes_per_state"], "forward", "rzz")[0]
+    assert sum(pred["chain"].values()) == pytest.approx(nr.cm.chain_cycles(counts))
+    assert pred["chain"]["syncs"] == counts.syncs * nr.cm.LAT["sync"]
+
+
+def test_smnist_option_is_the_configs_training_shape():
+    shape = nr.cm.smnist_shape()
+    assert nr.SMNIST == {"n": shape["n"], "states": shape["states"]["training"], "entangler": shape["entangler"]}
+
+
+def test_stall_tables_in_the_markdown():
+    pred = {k: nr.predicted(6, 256, k, "H100", "rzz") for k in ("forward", "backward")}
+    rows = [{"kernel": k, "measured": {"lanes_per_state": 32, "instructions": 1400.0,
+                                       "stall_cycles": {"short_scoreboard": 900.0 + i, "selected": 1400.0}},
+             "predicted": pred[k]} for i, k in enumerate(("forward", "backward"))]
+    meta = {"gpu": "test", "model_gpu": "H100", "command": "x", "n": 6, "states": 256, "tokens": 32,
+            "entangler": "rzz"}
+    text = nr.markdown(rows, meta)
+    assert ", rzz, no pair features" in text
+    assert "| selected | 1,400 | 1,400 |" in text and "| short_scoreboard | 900 | 901 |" in text
+    assert "| total | 2,300 | 2,301 |" in text
+    chain = [f"{sum(pred[k]['chain'].values()):,.0f}" for k in ("forward", "backward")]
+    assert f"| total | {chain[0]} | {chain[1]} |" in text
+    # without stall metrics there are no such tables
+    for r in rows:
+        del r["measured"]["stall_cycles"]
+    assert "stall reason" not in nr.markdown(rows, meta)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
