@@ -2,9 +2,10 @@
 # The one command to run whenever an NVIDIA GPU is available:
 #   bash scripts/gpu_check.sh
 # It builds qlam with the CUDA kernels for this GPU, runs the CUDA tests (parity
-# with the CPU kernels in float64, gradcheck, opcheck), then issue 15's register
-# kernels' timings and Nsight Compute counters, the CUDA tests again through the
-# register program (QLAM_CUDA_PROGRAM=register), compute-sanitizer (memcheck,
+# with the CPU kernels in float64, gradcheck, opcheck), then the latencies the cost
+# model assumes (benchmarks/latencies.py), issue 15's register kernels' timings and
+# Nsight Compute counters, the CUDA tests again through the register program
+# (QLAM_CUDA_PROGRAM=register), compute-sanitizer (memcheck,
 # racecheck, synccheck) on a small case, a short sMNIST training, and the other
 # GPU benchmarks, which write benchmarks/results/*_cuda.{json,md}.
 #
@@ -114,13 +115,19 @@ PY="$(command -v python || command -v python3)"
 
 # ---- correctness first
 step "CUDA tests" 240 30 "$logs/tests.log" "$PY" -m pytest -q -p no:cacheprovider \
-  tests/test_cuda.py tests/test_register_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py tests/test_scan_errors.py tests/test_build_info.py \
+  tests/test_cuda.py tests/test_register_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py tests/test_scan_errors.py tests/test_build_info.py tests/test_latency_probe.py \
   tests/test_fuzz_scan.py -k "not emulated"
 # ---- issue 15's register kernels, measured (timings against today's kernels, then their counters
 # against the cost model) before the longer checks below, which the budget may cut
+# the latencies the cost model assumes, measured first (seconds), so register_cuda.py's table also sets each
+# point beside the model redone with them
+step "latency probes (cost model's latencies)" 60 15 "$logs/bench.log" "$PY" benchmarks/latencies.py
 step "register kernel vs today's" 120 45 "$logs/bench.log" "$PY" benchmarks/register_cuda.py
 if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
   step "Nsight Compute: register kernels vs the cost model" 150 60 "$logs/bench.log" "$PY" benchmarks/ncu_register.py
+  # the sMNIST training shape (n = 6, 256 states, rzz), latency-bound: its stall reasons against the model's chain
+  step "Nsight Compute: the sMNIST shape's stall reasons" 120 45 "$logs/bench.log" "$PY" benchmarks/ncu_register.py \
+    --smnist
 else
   echo "| Nsight Compute: register kernels vs the cost model | skipped: no ncu | 0 |" >> "$summary"
 fi

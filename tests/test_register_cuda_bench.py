@@ -59,6 +59,45 @@ def test_markdown_sets_measured_beside_the_model():
     assert "| 99.60 / - |" in rc.markdown([fake_row(model_shared_fwd_ns=float("nan"))], meta)
 
 
+def test_points_that_decide_the_issue_come_first():
+    full = rc.points(False)
+    assert full[:3] == [(6, 64, 4, "rzz", 784), (8, 4096, 1, "cnot", 256), (6, 500, 4, "rzz", 784)]
+    assert len(full) == len(set(full)) == 9 + 2  # the cnot grid (3 n x 3 S) and the two sMNIST batches
+    assert rc.points(True)[0] == (6, 64, 4, "rzz", 64)
+
+
+def test_a_run_cut_short_says_so():
+    meta = {"gpu": "test", "torch": "2.11.0", "command": "c", "matmul_gflops": 51000.0}
+    assert "points measured" not in rc.markdown([fake_row()], dict(meta, points_measured=11, points_planned=11))
+    assert "**1 of the 11 points measured**" in rc.markdown([fake_row()], dict(meta, points_measured=1,
+                                                                                 points_planned=11))
+
+
+def test_disagreeing_runs_are_listed_above_the_tables():
+    meta = {"gpu": "test", "torch": "2.11.0", "command": "c", "matmul_gflops": 51000.0}
+    assert "disagree" not in rc.markdown([fake_row()], meta)
+    wrong = "n=6 S=256 lanes=auto: the register forward's features differ from today's by 0.5"
+    md = rc.markdown([fake_row()], dict(meta, mismatches=[wrong]))
+    assert md.index(f"- {wrong}") < md.index("| n | states (heads) |")
+    assert "(1 runs beyond 0.001)" in md
+
+
+def test_probed_latencies_add_a_second_model_table():
+    meta = {"gpu": "NVIDIA H100 80GB HBM3", "torch": "2.11.0", "command": "python benchmarks/register_cuda.py",
+            "matmul_gflops": 51000.0}
+    assert "latencies benchmarks/latencies.py measured" not in rc.markdown([fake_row()], meta)
+    probed = {"ffma": 4.5, "ffma_ilp": 1.2, "shfl": 30.0, "sync_phase": 70.0, "lds": 31.0, "chase_l1": 36.0,
+              "chase_l2": 300.0, "chase_dram": 900.0}
+    got = rc.predicted("H100", 6, 256, "rzz", probed)
+    assert got["model_register_fwd_ns"] == rc.predicted("H100", 6, 256, "rzz")["model_register_fwd_ns"]
+    assert got["probed_model_register_fwd_ns"] != got["model_register_fwd_ns"]
+    row = fake_row(**got)
+    md = rc.markdown([row], meta)
+    table = md.split("latencies benchmarks/latencies.py measured")[1]
+    want = row["register_fwd_ns"] / row["probed_model_register_fwd_ns"]
+    assert f"{row['register_fwd_ns']:.2f} / {row['probed_model_register_fwd_ns']:.2f} ({want:.2f}x)" in table
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the exit where there is no GPU")
 def test_exits_clearly_without_a_gpu():
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
