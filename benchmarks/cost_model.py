@@ -59,11 +59,11 @@ Assumptions (the ones a measurement should check first are marked *):
   re-read in every iteration (psi and mats may alias); precise sinf/cosf 20 instructions.
 - The register design as built (csrc/register_program.h, launched by csrc/cuda/register_cuda.cu; see
   register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
-  at run time (register_forward_kernel<float, R>, with the paired layer loads: 80 / 80 / 96 / 120 / 232
-  at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no kernel, hence no G, for R >= 32; the backward's
-  96 / 96 / 128 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per SM, 64K registers
-  allocated per warp in units of 256, the group scratch (960 / 1536 bytes per state) in shared memory; at
-  n = 8 that is 17 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
+  at run time (register_forward_kernel<float, R>, with the paired layer loads and the norm's series:
+  80 / 80 / 96 / 128 / 232 at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no kernel, hence no G, for
+  R >= 32; the backward's 96 / 96 / 120 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per
+  SM, 64K registers allocated per warp in units of 256, the group scratch (960 / 1536 bytes per state) in
+  shared memory; at n = 8 that is 16 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
   counted them (register_shuffles: a global gate fetches the partner's R amplitudes, 2R SHFL, no qubit
   remap; the forward reduces the qubits' features, 3 min(K + 5, 12) sums, by one reduce-scatter per token
   (a butterfly of 3 values per qubit, 3 n log2 G SHFL, until 2026-11-26's second session); the backward one
@@ -312,13 +312,20 @@ def cnot(n: int, c: int, t: int, states: int = 1) -> Counts:
     return out + SYNC
 
 
+# gates.h norm_scale, the factor sqrt(target / now) from the target's inverse: a DMUL, a DADD, the range test,
+# two DFMA and the F2F to float, one after another (FP64 results at ~8 cycles: 2 dependent-ALU units each). It
+# was the double division and square root until 2026-11-26's fifth session: 30 instructions, 50 units.
+NORM_SCALE = Counts(instructions=8, dep_alu=12)
+
+
 def restore_norm(n: int) -> Counts:
-    """squared_norm in double (F2F, DFMA), its allreduce, sqrt(target / now) in double, then the scaling pass."""
+    """squared_norm in double (F2F, DFMA), its allreduce, sqrt(target / now) (NORM_SCALE), then the scaling
+    pass."""
     N = 1 << n
     out = Counts()
     for batch in lane_batches(N):
         out = out + Counts(instructions=2 + 2 + 2 + LOOP, smem=2, wavefronts=amp_access(batch), dep_alu=4)
-    out = out + allreduce(1, double=True) + Counts(instructions=30, dep_alu=50)  # DDIV + DSQRT sequences
+    out = out + allreduce(1, double=True) + NORM_SCALE
     for batch in lane_batches(N):
         out = out + Counts(instructions=2 + 2 + 2 + LOOP, fp32=2, smem=4, wavefronts=2 * amp_access(batch),
                            dep_smem=1, dep_alu=1)
@@ -734,9 +741,10 @@ def register_counts(n: int, G: int, kernel: str, entangler: str = "cnot") -> Opt
                       wavefronts=scratch_wavefronts(G, kernel, 2 * P), dep_smem=1, dep_alu=2 * P)
     c = c + ring * L
     # float32 norm restoration once per token: squared norm in double (2 F2F + 2 DFMA per amplitude),
-    # a butterfly of one double (2 SHFL + DADD a level), sqrt(target / now) in double, the scale (2R FMUL)
-    c = c + Counts(instructions=4 * R + shfl["norm"] + g + 30 + 2 * R + 2, fp32=2 * R, shuffles=shfl["norm"],
-                   dep_shfl=g, dep_alu=2 * g + 50)
+    # a butterfly of one double (2 SHFL + DADD a level), the factor sqrt(target / now) (NORM_SCALE), the scale
+    # (2R FMUL)
+    c = c + Counts(instructions=4 * R + shfl["norm"] + g + 2 * R + 2, fp32=2 * R, shuffles=shfl["norm"],
+                   dep_shfl=g, dep_alu=2 * g) + NORM_SCALE
     # the per-lane sums reduced by one reduce-scatter: 3 per qubit slot (features; the backward's gradients per
     # layer, 4 with rzz: the pair's too); write_scattered's iterations: a store, then the array shifted down by one
     stride = 4 if rzz and kernel == "backward" else 3

@@ -40,6 +40,25 @@ QLAM_HD float qsin(float x) { return sinf(x); }
 QLAM_HD double qcos(double x) { return ::cos(x); }
 QLAM_HD double qsin(double x) { return ::sin(x); }
 
+// float32 rounding walks a state's norm away, so the kernels scale it back to its starting
+// squared norm `target` once per token (float64 gets no correction). They keep its inverse,
+// taken once per state (norm_inverse: 0 for a norm that is not positive, which restores
+// nothing), and norm_scale gives the factor sqrt(target / now). With d = 1 - now / target,
+// sqrt(target / now) = (1 - d)^(-1/2) = 1 + d/2 + 3d^2/8 + 5d^3/16 + ... A token moves the norm
+// by ~1e-6 (d ~ 1e-6), so two multiply-adds give the factor to ~1e-19 (at most 6e-13 where
+// |d| <= 2^-13), far inside float32's rounding of it: the division and square root (two
+// dependent Newton chains after MUFU.RCP64H / RSQ64H, ~20 FP64 instructions on a GPU warp's
+// dependent path every token) remain only for a larger step (a checkpoint of another norm, or
+// a NaN or infinity, which fall through to them as before).
+QLAM_HD double norm_inverse(double squared_norm) {
+  return squared_norm > 0 ? 1.0 / squared_norm : 0.0;
+}
+QLAM_HD double norm_scale(double inverse_target, double now) {
+  const double ratio = now * inverse_target, d = 1.0 - ratio;
+  if (d >= -0x1p-13 && d <= 0x1p-13) return 1.0 + d * (0.5 + 0.375 * d);
+  return sqrt(1.0 / ratio);
+}
+
 template <typename T>
 struct Cplx {
   T re, im;

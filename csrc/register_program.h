@@ -74,9 +74,9 @@
 // Registers: an exchange keeps psi and one partner array live (2R complex), a
 // pair of global qubits' features four (psi, pa, pb, pab); nvcc 13, sm_90,
 // float32, ptxas (the built kernels' counts are held in tests/cuda/ptxas_budget.json;
-// with the features' reduce-scatter, the L2 prefetch and the paired layer loads, R = 1 / 2 /
-// 4 / 8 / 16 use 79 / 79 / 93 / 117 / 228 registers, no spills (62 / 67 / 95 / 161 / 226
-// with a butterfly per qubit); R = 32 spills): so at n = 8 a state wants G >= 16.
+// with the features' reduce-scatter, the L2 prefetch, the paired layer loads and the norm's
+// series, R = 1 / 2 / 4 / 8 / 16 use 79 / 80 / 93 / 121 / 228 registers, no spills (62 / 67 /
+// 95 / 161 / 226 with a butterfly per qubit); R = 32 spills): so at n = 8 a state wants G >= 16.
 //
 // Backward (scan_backward_state). psi (the saved final state) and the adjoint lam
 // (grad_final_state) sit in the same layout under one labelling, which starts as
@@ -123,7 +123,7 @@
 // the forward's (psi and lam both cross); a qubit remap would halve them here too.
 // Registers: a global rotation keeps psi, lam and both partner arrays live (4R
 // complex) beside the gradient array; nvcc 13, sm_90, float32, ptxas (counts held in
-// tests/cuda/ptxas_budget.json): R = 1 / 2 / 4 / 8 / 16 use 96 / 96 / 128 / 128 / 255
+// tests/cuda/ptxas_budget.json): R = 1 / 2 / 4 / 8 / 16 use 96 / 96 / 118 / 128 / 255
 // registers, no spills (R = 32 spills); float64 R = 8 also takes all 255.
 //
 // Gate matrices: the group's lanes build two layers' gate matrices (and rzz cos,
@@ -660,14 +660,15 @@ QLAM_HD double squared_norm(Exec& ex, RegisterState<T, R, Exec>& st) {
 }
 
 // float32 rounding drifts the norm; once per token the state is scaled back to
-// its starting norm (state_program.h's restore_norm). float64 gets no correction.
+// its starting norm (state_program.h's restore_norm; gates.h norm_scale). float64
+// gets no correction.
 template <typename T, int R, class Exec>
-QLAM_HD void restore_norm(Exec& ex, RegisterState<T, R, Exec>& st, double target) {
+QLAM_HD void restore_norm(Exec& ex, RegisterState<T, R, Exec>& st, double inverse_target) {
   using Lane = typename Exec::Lane;
   if (sizeof(T) != sizeof(float)) return;
   const double now = squared_norm(ex, st);
-  if (!(now > 0) || !(target > 0)) return;
-  const T scale = T(sqrt(target / now));
+  if (!(now > 0) || !(inverse_target > 0)) return;
+  const T scale = T(norm_scale(inverse_target, now));
   ex.run([&](Lane lane) {
     Cplx<T>* v = st.psi[lane];
     QLAM_UNROLL
@@ -846,7 +847,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
       v[r] = a.init_state ? a.init_state[s * N + base + r] : Cplx<T>{T(base + r == 0), T(0)};
   });
   st.xmask = LaneMasks::identity(g);
-  const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, st) : 1.0;
+  const double inv_norm0 = norm_inverse(sizeof(T) == sizeof(float) ? squared_norm(ex, st) : 1.0);
 
   for (int64_t t = 0; t < len; ++t) {
     if (t + 1 < len) prefetch_token(ex, a, s, t + 1);
@@ -867,7 +868,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Regis
       for (int b = 0; b < g; ++b) gate_global(ex, st, b, mats + 4 * (K + b));
       apply_entangler(ex, a, st, scratch.gzz[buffer]);
     }
-    restore_norm(ex, st, norm0);
+    restore_norm(ex, st, inv_norm0);
     measure_features(ex, a, st, a.features + a.feature_offset(s, t));
     if (a.checkpoints && a.is_checkpoint(t + 1)) store_state(ex, st, a.checkpoints + a.checkpoint_offset(s, t + 1));
   }
@@ -1272,7 +1273,7 @@ QLAM_HD void gate_global_backward(Exec& ex, AdjointState<T, R, Exec>& st, const 
 // The tokens of one state, last to first. Stride 4 (rzz) or 3: the gradient slots.
 template <int Stride, typename T, int R, class Exec>
 QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointState<T, R, Exec>& st,
-                             BackwardScratch<T>& scratch, double norm0) {
+                             BackwardScratch<T>& scratch, double inv_norm0) {
   using Lane = typename Exec::Lane;
   constexpr int K = Log2<R>::value;
   constexpr int kSlots = QubitSlots<R>::value;
@@ -1320,7 +1321,7 @@ QLAM_HD void backward_tokens(Exec& ex, const ScanArgs<T>& a, int64_t s, AdjointS
       reduce_scatter(ex, acc);
       write_layer_grads<Stride>(ex, a, s, t, l, acc, Stride * n);
     }
-    restore_norm(ex, st, norm0);
+    restore_norm(ex, st, inv_norm0);
   }
 }
 
@@ -1348,11 +1349,11 @@ QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Adjo
     }
   });
   st.xmask = LaneMasks::identity(g);
-  const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, st) : 1.0;
+  const double inv_norm0 = norm_inverse(sizeof(T) == sizeof(float) ? squared_norm(ex, st) : 1.0);
   if (a.entangler == Entangler::RZZ) {
-    backward_tokens<4>(ex, a, s, st, scratch, norm0);
+    backward_tokens<4>(ex, a, s, st, scratch, inv_norm0);
   } else {
-    backward_tokens<3>(ex, a, s, st, scratch, norm0);
+    backward_tokens<3>(ex, a, s, st, scratch, inv_norm0);
   }
   ex.run([&](Lane lane) {
     const int64_t base = int64_t(st.id[lane][0]) * R;

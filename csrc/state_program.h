@@ -103,11 +103,11 @@ QLAM_HD double squared_norm(Exec& ex, const Cplx<T>* psi, int64_t N) {
 }
 
 template <typename T, class Exec>
-QLAM_HD void restore_norm(Exec& ex, Cplx<T>* psi, int64_t N, double target) {
+QLAM_HD void restore_norm(Exec& ex, Cplx<T>* psi, int64_t N, double inverse_target) {
   if (sizeof(T) != sizeof(float)) return;
   const double now = squared_norm(ex, psi, N);
-  if (!(now > 0) || !(target > 0)) return;
-  const T scale = T(sqrt(target / now));
+  if (!(now > 0) || !(inverse_target > 0)) return;
+  const T scale = T(norm_scale(inverse_target, now));
   ex.run([&](int lane) {
     for (int64_t i = lane; i < N; i += ex.lanes()) psi[i] = {psi[i].re * scale, psi[i].im * scale};
   });
@@ -213,7 +213,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
       psi[i] = a.init_state ? a.init_state[s * N + i] : Cplx<T>{T(i == 0), T(0)};
   });
   ex.sync();  // kept for clarity: each lane reads only its own amplitudes before the next sync
-  const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, psi, N) : 1.0;
+  const double inv_norm0 = norm_inverse(sizeof(T) == sizeof(float) ? squared_norm(ex, psi, N) : 1.0);
   for (int64_t t = 0; t < len; ++t) {
     for (int64_t l = 0; l < a.L; ++l) {
       load_layer(ex, a, s, t, l, mats, gzz);
@@ -234,7 +234,7 @@ QLAM_HD void scan_forward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx<
         ex.sync();
       }
     }
-    restore_norm(ex, psi, N, norm0);
+    restore_norm(ex, psi, N, inv_norm0);
     measure_features(ex, a, psi, a.features + a.feature_offset(s, t));
     if (a.checkpoints && a.is_checkpoint(t + 1)) {
       Cplx<T>* dst = a.checkpoints + a.checkpoint_offset(s, t + 1);
@@ -270,7 +270,7 @@ QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx
     }
   });
   ex.sync();
-  const double norm0 = sizeof(T) == sizeof(float) ? squared_norm(ex, psi, N) : 1.0;
+  const double inv_norm0 = norm_inverse(sizeof(T) == sizeof(float) ? squared_norm(ex, psi, N) : 1.0);
   for (int64_t t = len - 1; t >= 0; --t) {
     // psi is the state after token t; a checkpoint replaces the uncomputed one.
     if (a.saved_checkpoints && a.is_checkpoint(t + 1)) {
@@ -331,7 +331,7 @@ QLAM_HD void scan_backward_state(Exec& ex, const ScanArgs<T>& a, int64_t s, Cplx
         ex.sync();
       }
     }
-    restore_norm(ex, psi, N, norm0);
+    restore_norm(ex, psi, N, inv_norm0);
   }
   ex.run([&](int lane) {
     for (int64_t i = lane; i < N; i += ex.lanes()) a.grad_init_state[s * N + i] = lam[i];

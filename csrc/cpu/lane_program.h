@@ -362,7 +362,7 @@ class LaneGroup {
     for (int w = 0; w < W; ++w) {
       if (!real_[w] || !active[w]) continue;
       const double target = k_.norm0[state_[w]];
-      if (now[w] > 0 && target > 0) scale[w] = T(std::sqrt(target / now[w]));
+      if (now[w] > 0 && target > 0) scale[w] = T(norm_scale(norm_inverse(target), now[w]));
     }
     for (int64_t i = 0; i < N_; ++i) { psi_re_[i] *= scale; psi_im_[i] *= scale; }
   }
