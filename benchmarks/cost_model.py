@@ -61,9 +61,10 @@ Assumptions (the ones a measurement should check first are marked *):
   register_counts), recalibrated 2026-11-26: registers per thread from tests/cuda/ptxas_budget.json, read
   at run time (register_forward_kernel<float, R>, with the paired layer loads and the norm's series:
   80 / 80 / 96 / 128 / 232 at R = 1 / 2 / 4 / 8 / 16, budgets rounded up to 8; no kernel, hence no G, for
-  R >= 32; the backward's 96 / 96 / 120 / 128 / 255). Occupancy from those: one-warp blocks, <= 32 blocks per
-  SM, 64K registers allocated per warp in units of 256, the group scratch (960 / 1536 bytes per state) in
-  shared memory; at n = 8 that is 16 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
+  R >= 32; the backward's 96 / 96 / 120 / 128 / 255; at G = 32 the warp kernels', register_*_warp_kernel,
+  forward 80 / 80 / 96 / 120 / 232 and backward 96 / 96 / 104 / 128 / 248). Occupancy from those: one-warp
+  blocks, <= 32 blocks per SM, 64K registers allocated per warp in units of 256, the group scratch (960 /
+  1536 bytes per state) in shared memory; at n = 8 that is 17 warps per SM at G = 32 and 8 at G = 16. Shuffles as the program does them and the emulation
   counted them (register_shuffles: a global gate fetches the partner's R amplitudes, 2R SHFL, no qubit
   remap; the forward reduces the qubits' features, 3 min(K + 5, 12) sums, by one reduce-scatter per token
   (a butterfly of 3 values per qubit, 3 n log2 G SHFL, until 2026-11-26's second session); the backward one
@@ -575,11 +576,15 @@ def ptxas_budget() -> dict:
         return json.load(f).get("kernels", {})
 
 
-def register_regs(kernel: str, R: int) -> Optional[tuple[int, str]]:
-    """Registers per thread of register_{kernel}_kernel<float, R> and where the number comes from, or None where
-    that R has no kernel that fits (R = 32 spills; R > 16 is not instantiated). The JSON's numbers are budgets:
-    the ptxas count rounded up to the allocation granularity (8 per thread), which gives the same occupancy."""
-    entry = ptxas_budget().get(f"register_{kernel}_kernel<float, {R}>")
+def register_regs(kernel: str, R: int, G: int = 0) -> Optional[tuple[int, str]]:
+    """Registers per thread of the kernel that runs R amplitudes per lane on G lanes, and where the number comes
+    from, or None where that R has no kernel that fits (R = 32 spills; R > 16 is not instantiated): at G = 32
+    register_{kernel}_warp_kernel<float, R> (the warp's constant mask), else register_{kernel}_kernel<float, R>.
+    The JSON's numbers are budgets: the ptxas count rounded up to the allocation granularity (8 per thread),
+    which gives the same occupancy."""
+    budget = ptxas_budget()
+    entry = budget.get(f"register_{kernel}_warp_kernel<float, {R}>") if G == WARP else None
+    entry = entry if entry is not None else budget.get(f"register_{kernel}_kernel<float, {R}>")
     if entry is not None:
         if entry.get("spill_bytes", 0) > 0:
             return None
@@ -683,7 +688,7 @@ def register_counts(n: int, G: int, kernel: str, entangler: str = "cnot") -> Opt
     R = N // G
     if R < 1 or G > WARP:
         return None
-    got = register_regs(kernel, R)
+    got = register_regs(kernel, R, G)
     if got is None:
         return None
     regs = got[0]
@@ -822,7 +827,7 @@ def register_launch(gpu: GPU, n: int, S: int, kernel: str, G: int, entangler: st
     cycles, bound, waves = launch_cycles(gpu, c, dram_bytes(n, kernel, entangler) * WARP / G, warps, 1, resident)
     return {"program": "register", "cycles": cycles, "bound": bound, "waves": waves, "counts": c,
             "states_per_warp": WARP // G, "lanes_per_state": G,
-            "warps_per_sm": resident, "regs": regs, "regs_from": register_regs(kernel, (1 << n) // G)[1],
+            "warps_per_sm": resident, "regs": regs, "regs_from": register_regs(kernel, (1 << n) // G, G)[1],
             "chain": chain_cycles(c), "code_kib": static_code_kib(n, G, kernel)}
 
 
@@ -1119,7 +1124,7 @@ def markdown(rows: list[dict], smnist: list[dict], calib: list[dict], measured_p
             w = blocks_per_sm(GPUS["H100"], 1, regs, smem_block)
             cyc, _, _ = launch_cycles(GPUS["H100"], c, dram_bytes(8, kernel) * WARP / G, 4096 * G // WARP, 1, w)
             frac = kernel_flops(8, kernel) * 4096 / (cyc / (GPUS["H100"].clock_ghz * 1e9)) / (GPUS["H100"].peak_gflops * 1e9)
-            lines.append(f"| {kernel} | {G} | {R} | {regs} ({register_regs(kernel, R)[1]}) | {w} "
+            lines.append(f"| {kernel} | {G} | {R} | {regs} ({register_regs(kernel, R, G)[1]}) | {w} "
                          f"| {sum(sh.values())} ({', '.join(str(v) for v in sh.values())}) | {c.instructions:.0f} "
                          f"| {c.fp32:.0f} | {chain_cycles(c):.0f} | {pct(frac)} |")
     for pass_ in PASSES:
@@ -1271,6 +1276,8 @@ def main(argv=None) -> None:
         "latencies_cycles": LAT, "cpi_solo": CPI_SOLO, "shared_registers": SHARED_REGS,
         "register_registers": {k: {R: register_regs(k, R) for R in (1, 2, 4, 8, 16, 32)}
                                for k in ("forward", "backward")},
+        "register_warp_registers": {k: {R: register_regs(k, R, WARP) for R in (1, 2, 4, 8, 16, 32)}
+                                    for k in ("forward", "backward")},
         "ptxas_budget": os.path.relpath(PTXAS_BUDGET, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         "recalibrated": "2026-11-26: registers from ptxas, shuffles as the program does them (butterflies in the "
                         "forward's features), FP32 per gate from the SASS's cmul/cadd; was 2R+40 registers, "

@@ -157,7 +157,7 @@
 // the CPU emulation (cpu/register_emulation.cpp), which runs the lanes of a
 // phase one after another over a [lanes][N] array and does each shfl_xor as one
 // whole-group operation, computes exactly what the SIMT lanes compute.
-// WarpGroupExecutor (end of this file) is the CUDA side: each thread runs its own
+// WarpGroupExecutor<kWholeWarp> (end of this file) is the CUDA side: each thread runs its own
 // lane, Private is a plain array, shfl_xor is __shfl_xor_sync over the group.
 #pragma once
 
@@ -1428,6 +1428,15 @@ __device__ __forceinline__ Cplx<X> shfl_xor_value(unsigned group, Cplx<X> x, int
 // their bits), the thread is lane `lane` of it. Every xor mask the program
 // passes is below G, so the exchanges stay inside the group; groups of one warp
 // may run different numbers of tokens (lengths), which the group masks allow.
+// kWholeWarp: the group is the warp (G = 32, what the host picks for the few
+// states of a training batch), and every sync and shuffle names the 32 lanes by
+// a constant mask. The group's mask is a per-thread value that ptxas cannot prove
+// uniform, so it guards each sync and shuffle group with a convergence check on
+// the warp's dependent path (MATCH.ANY, REDUX.OR, VOTEU.ANY and a LOP3 before a
+// BRA.DIV to a WARPSYNC.COLLECTIVE fallback); with the constant mask only the
+// BRA.DIV is left (sm_90 SASS, tests/test_sass.py), and the kernels take fewer
+// registers.
+template <bool kWholeWarp>
 struct WarpGroupExecutor {
   class Lane {
     int i_;
@@ -1451,16 +1460,17 @@ struct WarpGroupExecutor {
   unsigned group_mask;
 
   __device__ int lanes() const { return group_lanes; }
+  __device__ unsigned lane_mask() const { return kWholeWarp ? 0xffffffffu : group_mask; }
   template <class F>
   __device__ void run(F&& f) {
     f(Lane(lane));
   }
-  __device__ void sync() { __syncwarp(group_mask); }
+  __device__ void sync() { __syncwarp(lane_mask()); }
   template <class P, class Take>
   __device__ void shfl_xor(P& dst, const P& src, int mask, Take take) {
 #pragma unroll
     for (int r = 0; r < P::size; ++r)
-      if (take(r)) dst.v[r] = shfl_xor_value(group_mask, src.v[r], mask);
+      if (take(r)) dst.v[r] = shfl_xor_value(lane_mask(), src.v[r], mask);
   }
   template <class P>
   __device__ typename P::value_type uniform(const P& p, int c) const {

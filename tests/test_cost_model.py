@@ -198,9 +198,16 @@ def test_register_counts_come_from_ptxas():
         assert regs == budget[f"register_forward_kernel<float, {R}>"]["registers"] and "ptxas" in source
         assert cm.register_regs("backward", R) is not None
     assert cm.register_regs("forward", 32) is None and cm.register_regs("backward", 32) is None  # R = 32 spills
-    # n = 8: G = 16 (R = 16, 232 registers) holds 8 warps per SM, G = 32 (R = 8, 128) 16; G <= 8 has no kernel
+    # G = 32 runs the warp kernels (the warp's constant mask), with budgets of their own
+    for R in (1, 2, 4, 8, 16):
+        regs, source = cm.register_regs("forward", R, 32)
+        assert regs == budget[f"register_forward_warp_kernel<float, {R}>"]["registers"] and "ptxas" in source
+        assert cm.register_regs("backward", R, 32)[0] == budget[f"register_backward_warp_kernel<float, {R}>"]["registers"]
+        assert cm.register_regs("forward", R, 16) == cm.register_regs("forward", R)
+    # n = 8: G = 16 (R = 16, 232 registers) holds 8 warps per SM, G = 32 (R = 8, the warp kernel's 120) 17; G <= 8
+    # has no kernel
     h100 = cm.GPUS["H100"]
-    for G, warps in ((16, 8), (32, 16)):
+    for G, warps in ((16, 8), (32, 17)):
         c, regs, smem = cm.register_counts(8, G, "forward")
         assert cm.blocks_per_sm(h100, 1, regs, smem) == warps
     assert all(cm.register_counts(8, G, k) is None for G in (1, 2, 4, 8) for k in ("forward", "backward"))

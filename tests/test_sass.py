@@ -207,6 +207,21 @@ def test_register_kernel_exchanges_by_xor_shuffles(kernel, kernels):
     assert set(shfl) == {"SHFL.BFLY"}, f"{kernel}: shuffles other than SHFL.BFLY: {dict(shfl)}"
 
 
+CONVERGENCE_CHECK = ("MATCH", "REDUX", "VOTEU")
+
+
+@pytest.mark.parametrize("kernel", [k for k in register_kernels() if "_warp_kernel" in k])
+def test_whole_warp_kernels_skip_the_convergence_check(kernel, kernels):
+    """The G = 32 kernels sync and shuffle with the warp's constant mask, so ptxas puts no convergence check
+    (MATCH.ANY of the mask, REDUX.OR, VOTEU.ANY, then a BRA.DIV) before their syncs and shuffle groups; the
+    group kernels, whose mask is a per-thread value, carry one before each (the reason for the variant)."""
+    warp = collections.Counter(i.base for i in kernels[kernel])
+    group = collections.Counter(i.base for i in kernels[kernel.replace("_warp_kernel", "_kernel")])
+    assert all(warp[op] == 0 for op in CONVERGENCE_CHECK), f"{kernel}: {[(op, warp[op]) for op in CONVERGENCE_CHECK]}"
+    assert all(group[op] > 0 for op in CONVERGENCE_CHECK), "the group kernel lost its checks: the variant may go"
+    assert warp["SHFL"] >= group["SHFL"] - 4 and warp["SHFL"] > 0  # the same exchanges (the checks' fallbacks aside)
+
+
 def main():
     """Prints the measured counts (for sass_budget.json's "kernels")."""
     cuobjdump = CUOBJDUMP or sys.exit("no cuobjdump found")

@@ -3,10 +3,12 @@
 // of scan_cuda.cu, and for qlam::scan_forward / scan_backward when QLAM_CUDA_PROGRAM=register
 // selects it (register_launch.h). Each group of G lanes of a warp runs one
 // state with 2**n / G amplitudes per lane in registers; G comes from the caller or, with
-// lanes_per_state = 0, from the host's rule (register_lanes below). The backward (uncomputation,
-// the arguments and results of scan_backward) has its own register limit (register_program.h
-// kMaxBackwardRegisters): it keeps psi, lam and two partner arrays live. NEVER RUN ON A GPU: both
-// kernels are compiled only (tests/test_ptxas_budget.py checks their registers, spills and stack);
+// lanes_per_state = 0, from the host's rule (register_lanes below). At G = 32 in float32 (a
+// training batch's few states) the *_warp_kernel variants run: the same program with the warp's
+// constant lane mask, which spares every sync and shuffle group ptxas's convergence check. The
+// backward (uncomputation, the arguments and results of scan_backward) has its own register limit
+// (register_program.h kMaxBackwardRegisters): it keeps psi, lam and two partner arrays live. NEVER
+// RUN ON A GPU: all these kernels are compiled only (tests/test_ptxas_budget.py checks their registers, spills and stack);
 // the program itself is proven by its CPU emulation (tests/test_warp_register_emulation.py), and
 // tests/test_register_cuda.py is written but has not run.
 #include <ATen/cuda/CUDAContext.h>
@@ -15,6 +17,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "../register_program.h"
 #include "../scan_host.h"
@@ -28,34 +31,55 @@ using regprog::kMaxForwardRegisters;
 using regprog::kWarpLanes;
 
 // This thread's group (G consecutive lanes of the one-warp block) and the state it runs.
-__device__ regprog::WarpGroupExecutor group_executor(int G) {
+template <bool kWholeWarp>
+__device__ regprog::WarpGroupExecutor<kWholeWarp> group_executor(int G) {
   const int lane = int(threadIdx.x), group = lane / G;
   const unsigned mask = G == kWarpLanes ? 0xffffffffu : ((1u << G) - 1u) << (group * G);
-  return regprog::WarpGroupExecutor{lane % G, G, mask};
+  return regprog::WarpGroupExecutor<kWholeWarp>{lane % G, G, mask};
 }
 __device__ int64_t group_state(int G) { return int64_t(blockIdx.x) * (kWarpLanes / G) + threadIdx.x / G; }
 
 // One warp per block; the warp's 32 / G groups each run one state.
-template <typename T, int R>
-__global__ void register_forward_kernel(const ScanArgs<T> a, int G) {
+template <typename T, int R, bool kWholeWarp>
+__device__ __forceinline__ void forward_groups(const ScanArgs<T>& a, int G) {
   extern __shared__ __align__(16) unsigned char smem[];
   auto* scratch = reinterpret_cast<regprog::GroupScratch<T>*>(smem);
   const int64_t s = group_state(G);
   if (s >= a.num_states()) return;  // whole groups leave together; their masks name only themselves
-  regprog::WarpGroupExecutor ex = group_executor(G);
-  regprog::RegisterState<T, R, regprog::WarpGroupExecutor> st;
+  auto ex = group_executor<kWholeWarp>(G);
+  regprog::RegisterState<T, R, decltype(ex)> st;
   regprog::scan_forward_state(ex, a, s, st, scratch[threadIdx.x / G]);
 }
 
-template <typename T, int R>
-__global__ void register_backward_kernel(const ScanArgs<T> a, int G) {
+template <typename T, int R, bool kWholeWarp>
+__device__ __forceinline__ void backward_groups(const ScanArgs<T>& a, int G) {
   extern __shared__ __align__(16) unsigned char smem[];
   auto* scratch = reinterpret_cast<regprog::BackwardScratch<T>*>(smem);
   const int64_t s = group_state(G);
   if (s >= a.num_states()) return;
-  regprog::WarpGroupExecutor ex = group_executor(G);
-  regprog::AdjointState<T, R, regprog::WarpGroupExecutor> st;
+  auto ex = group_executor<kWholeWarp>(G);
+  regprog::AdjointState<T, R, decltype(ex)> st;
   regprog::scan_backward_state(ex, a, s, st, scratch[threadIdx.x / G]);
+}
+
+template <typename T, int R>
+__global__ void register_forward_kernel(const ScanArgs<T> a, int G) {
+  forward_groups<T, R, false>(a, G);
+}
+template <typename T, int R>
+__global__ void register_backward_kernel(const ScanArgs<T> a, int G) {
+  backward_groups<T, R, false>(a, G);
+}
+// G = 32, float32: one state per warp, with the warp's constant mask (register_program.h
+// WarpGroupExecutor<true>: no convergence check before each sync and shuffle group). float64
+// (tests, gradcheck) keeps the group kernels, which serve every G.
+template <typename T, int R>
+__global__ void register_forward_warp_kernel(const ScanArgs<T> a, int G) {
+  forward_groups<T, R, true>(a, G);
+}
+template <typename T, int R>
+__global__ void register_backward_warp_kernel(const ScanArgs<T> a, int G) {
+  backward_groups<T, R, true>(a, G);
 }
 
 // One warp per block, 32 / G groups of it with one Scratch each in dynamic shared memory.
@@ -72,7 +96,11 @@ void launch_groups(Kernel kernel, const ScanArgs<T>& a, int G) {
 template <typename T>
 void dispatch_forward(const ScanArgs<T>& a, int G) {
   const bool found = regprog::with_register_count<kMaxForwardRegisters<T>>(a.N, G, [&](auto r) {
-    launch_groups<regprog::GroupScratch<T>>(register_forward_kernel<T, decltype(r)::value>, a, G);
+    constexpr int R = decltype(r)::value;
+    if constexpr (std::is_same<T, float>::value) {
+      if (G == kWarpLanes) return launch_groups<regprog::GroupScratch<T>>(register_forward_warp_kernel<T, R>, a, G);
+    }
+    launch_groups<regprog::GroupScratch<T>>(register_forward_kernel<T, R>, a, G);
   });
   TORCH_CHECK(found, "qlam._register_forward: 2**n / lanes_per_state = ", a.N / G, " amplitudes per lane; at most ",
               kMaxForwardRegisters<T>, " are kept in registers for this dtype");
@@ -81,7 +109,11 @@ void dispatch_forward(const ScanArgs<T>& a, int G) {
 template <typename T>
 void dispatch_backward(const ScanArgs<T>& a, int G) {
   const bool found = regprog::with_register_count<kMaxBackwardRegisters<T>>(a.N, G, [&](auto r) {
-    launch_groups<regprog::BackwardScratch<T>>(register_backward_kernel<T, decltype(r)::value>, a, G);
+    constexpr int R = decltype(r)::value;
+    if constexpr (std::is_same<T, float>::value) {
+      if (G == kWarpLanes) return launch_groups<regprog::BackwardScratch<T>>(register_backward_warp_kernel<T, R>, a, G);
+    }
+    launch_groups<regprog::BackwardScratch<T>>(register_backward_kernel<T, R>, a, G);
   });
   TORCH_CHECK(found, "qlam._register_backward: 2**n / lanes_per_state = ", a.N / G,
               " amplitudes per lane; at most ", kMaxBackwardRegisters<T>,
