@@ -12,6 +12,10 @@ alone on the GPU times a chain of each kind of dependent operation with clock64
     ffma        dependent FFMA                                     LAT["alu"]
     ffma_ilp    eight independent FFMA chains: cycles per issue    CPI_SOLO
     shfl        dependent __shfl_xor_sync (the program's mask)     LAT["shfl"]
+    shfl_checked / shfl_unchecked
+                a shuffle after a lane loop, with the group's per-thread mask (ptxas's convergence check,
+                MATCH.ANY ... BRA.DIV, before it, as in the group kernels) and with the warp's constant
+                mask (none, as in the G = 32 warp kernels): the difference is what a check costs
     syncwarp    __syncwarp after __syncwarp                        (reported)
     sync_phase  STS, __syncwarp, the neighbour's LDS, dependent    LAT["sync"] = sync_phase - lds
     lds         dependent shared-memory loads                      LAT["smem"]
@@ -48,6 +52,10 @@ PROBES = {
     "ffma": ("ffma", None, 32 * 2048, 0, 0, 'LAT["alu"]', "dependent FFMA"),
     "ffma_ilp": ("ffma_ilp", None, 32 * 2048, 0, 0, "CPI_SOLO", "8 independent FFMA chains, per instruction"),
     "shfl": ("shfl", None, 32 * 1024, 0, 0, 'LAT["shfl"]', "dependent __shfl_xor_sync"),
+    "shfl_checked": ("shfl_checked", None, 32 * 1024, 0, 0, "-",
+                     "a lane loop, then a shuffle with the group's mask (convergence check)"),
+    "shfl_unchecked": ("shfl_unchecked", None, 32 * 1024, 0, 0, "-",
+                       "the same with the warp's constant mask (no check)"),
     "syncwarp": ("syncwarp", None, 32 * 1024, 0, 0, "-", "__syncwarp after __syncwarp"),
     "sync_phase": ("sync_phase", None, 32 * 1024, 0, 0, 'LAT["sync"] + LAT["smem"]',
                    "STS, __syncwarp, the neighbour's LDS, dependent"),
@@ -146,6 +154,11 @@ def markdown(stats: dict, gpu: str, meta: dict) -> str:
         have = model_value.get(name)
         lines.append(f"| {name} | {what} | {model_key} | {'-' if have is None else f'{have:g}'} | "
                      f"{s['median']:.1f} ({s['min']:.1f}-{s['max']:.1f}) |")
+    if "shfl_checked" in cycles and "shfl_unchecked" in cycles:
+        lines += ["", f"The convergence check before a sync or shuffle group of the group kernels (MATCH.ANY of the "
+                  f"mask, REDUX.OR, VOTEU.ANY, BRA.DIV): {cycles['shfl_checked'] - cycles['shfl_unchecked']:.0f} "
+                  "cycles each (shfl_checked - shfl_unchecked), which the G = 32 warp kernels do without; the model "
+                  "has no term for it."]
     if "stream" in cycles and "stream_prefetch_l2" in cycles:
         lines += ["", f"A new line's load after {STREAM_WORK} dependent FFMAs and a sync, exposed (cycles per step "
                   f"less the FFMAs'): {exposed_load(cycles, 'stream'):.0f} cycles without the prefetch, "

@@ -49,6 +49,8 @@ CHAINS = {
     "probe_ffma_kernel": ("FFMA", 32),
     "probe_ffma_ilp_kernel": ("FFMA", 32),
     "probe_shfl_kernel": ("SHFL.BFLY", 32),
+    "probe_shfl_after_loop_kernel<true>": ("MATCH.ANY", 32),  # a convergence check before each shuffle
+    "probe_shfl_after_loop_kernel<false>": ("SHFL.BFLY", 32),
     "probe_syncwarp_kernel": ("NOP", 32),  # __syncwarp on a converged warp: ptxas's NOP
     "probe_sync_phase_kernel": ("STS", 32),
     "probe_lds_kernel": ("LDS", 32),
@@ -73,6 +75,10 @@ def test_probe_times_its_chain(kernel):
         assert got["FFMA"] >= 8, dict(got)  # the work loop is timed too
     if kernel == "probe_stream_kernel<false>":
         assert got["CCTL.E.PF2"] == 0, dict(got)
+    if kernel.startswith("probe_shfl_after_loop_kernel"):
+        assert got["SHFL.BFLY"] == 32, dict(got)
+    if kernel == "probe_shfl_after_loop_kernel<false>":
+        assert got["MATCH.ANY"] == 0 and got["REDUX.OR"] == 0, dict(got)
 
 
 def test_chase_indices_form_one_cycle_through_every_line():
@@ -92,7 +98,7 @@ def test_chase_indices_form_one_cycle_through_every_line():
         latencies.chase_indices(per_line + 1)
 
 
-FAKE = {"ffma": 4.5, "ffma_ilp": 1.2, "shfl": 30.0, "syncwarp": 2.0, "sync_phase": 70.0, "lds": 31.0,
+FAKE = {"ffma": 4.5, "ffma_ilp": 1.2, "shfl": 30.0, "shfl_checked": 95.0, "shfl_unchecked": 40.0, "syncwarp": 2.0, "sync_phase": 70.0, "lds": 31.0,
         "chase_l1": 36.0, "chase_l2": 300.0, "chase_dram": 900.0, "stream": 3500.0, "stream_prefetch_l2": 2700.0}
 
 
@@ -126,6 +132,7 @@ def test_markdown_sets_measured_beside_assumed():
     assert "| chase_l2 | dependent LDG over 16 MiB, warmed | LAT[\"l2\"] | 260 | 300.0 (270.0-330.0) |" in md
     exposed = FAKE["stream_prefetch_l2"] - latencies.STREAM_WORK * FAKE["ffma"]
     assert f"{exposed:.0f} with the line hinted to L2" in md
+    assert "55 cycles each (shfl_checked - shfl_unchecked)" in md
     assert md.count("| sMNIST training (256 states) |") == 4
 
 

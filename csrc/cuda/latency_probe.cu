@@ -37,24 +37,31 @@ __device__ unsigned group_mask(int group_lanes) {
   return group_lanes == kWarp ? 0xffffffffu : ((1u << group_lanes) - 1u) << (group * group_lanes);
 }
 
-__device__ void record(int64_t* out, long long start, long long stop, long long check) {
+__device__ void record(int64_t* out, long long cycles, long long check) {
   if (threadIdx.x == 0) {
-    out[0] = stop - start;
+    out[0] = cycles;
     out[1] = check;
   }
+}
+
+// The timed chain of the unrolled probes: clock64 cycles over rounds x kUnroll calls of step(k),
+// k = 0 .. kUnroll - 1 (a constant in each copy once unrolled).
+template <class Step>
+__device__ __forceinline__ long long timed_rounds(int64_t rounds, Step&& step) {
+  const long long start = clock64();
+  for (int64_t i = 0; i < rounds; ++i) {
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) step(k);
+  }
+  return clock64() - start;
 }
 
 // Dependent FFMA: the model's LAT["alu"].
 __global__ void probe_ffma_kernel(int64_t rounds, float a, float b, int64_t* out) {
   float x = float(threadIdx.x);
   __syncwarp();
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) x = fmaf(x, a, b);
-  }
-  const long long stop = clock64();
-  record(out, start, stop, __float_as_int(x));
+  const long long cycles = timed_rounds(rounds, [&](int) { x = fmaf(x, a, b); });
+  record(out, cycles, __float_as_int(x));
 }
 
 // Eight independent FFMA chains interleaved: a lone warp's cycles per instruction when it never
@@ -65,18 +72,11 @@ __global__ void probe_ffma_ilp_kernel(int64_t rounds, float a, float b, int64_t*
 #pragma unroll
   for (int c = 0; c < kChains; ++c) x[c] = float(threadIdx.x + c);
   __syncwarp();
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll / kChains; ++k)
-#pragma unroll
-      for (int c = 0; c < kChains; ++c) x[c] = fmaf(x[c], a, b);
-  }
-  const long long stop = clock64();
+  const long long cycles = timed_rounds(rounds, [&](int k) { x[k % kChains] = fmaf(x[k % kChains], a, b); });
   float sum = 0.f;
 #pragma unroll
   for (int c = 0; c < kChains; ++c) sum += x[c];
-  record(out, start, stop, __float_as_int(sum));
+  record(out, cycles, __float_as_int(sum));
 }
 
 // Dependent __shfl_xor_sync: LAT["shfl"].
@@ -84,26 +84,16 @@ __global__ void probe_shfl_kernel(int64_t rounds, int group_lanes, int64_t* out)
   const unsigned mask = group_mask(group_lanes);
   int x = int(threadIdx.x);
   __syncwarp();
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) x = __shfl_xor_sync(mask, x, 1 + (k & 15));
-  }
-  const long long stop = clock64();
-  record(out, start, stop, x);
+  const long long cycles = timed_rounds(rounds, [&](int k) { x = __shfl_xor_sync(mask, x, 1 + (k & 15)); });
+  record(out, cycles, x);
 }
 
 // __syncwarp after __syncwarp: the bare barrier.
 __global__ void probe_syncwarp_kernel(int64_t rounds, int group_lanes, int64_t* out) {
   const unsigned mask = group_mask(group_lanes);
   __syncwarp(mask);
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) __syncwarp(mask);
-  }
-  const long long stop = clock64();
-  record(out, start, stop, 0);
+  const long long cycles = timed_rounds(rounds, [&](int) { __syncwarp(mask); });
+  record(out, cycles, 0);
 }
 
 // The register program's phase turnaround: each lane stores a value to shared memory, the warp
@@ -117,17 +107,31 @@ __global__ void probe_sync_phase_kernel(int64_t rounds, int group_lanes, int wri
   const int lane = int(threadIdx.x);
   int x = lane;
   __syncwarp();
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      if (lane < writers) buffer[k & 1][lane] = x;
-      __syncwarp(mask);
-      x = buffer[k & 1][(lane + 1) & (kWarp - 1)];
-    }
-  }
-  const long long stop = clock64();
-  record(out, start, stop, x);
+  const long long cycles = timed_rounds(rounds, [&](int k) {
+    if (lane < writers) buffer[k & 1][lane] = x;
+    __syncwarp(mask);
+    x = buffer[k & 1][(lane + 1) & (kWarp - 1)];
+  });
+  record(out, cycles, x);
+}
+
+// A shuffle after a loop whose trip count is the lane's (here one trip for every lane), as the
+// register program's shuffles follow its lane loops. kGroupMask: the shuffle takes the group's
+// per-thread mask, and ptxas puts its convergence check before it (MATCH.ANY, REDUX.OR, VOTEU.ANY,
+// BRA.DIV), as in the group kernels; otherwise the warp's constant mask, as in the G = 32 warp
+// kernels (register_cuda.cu). Cycles per step of the two: what the warp kernels save per sync or
+// shuffle group.
+template <bool kGroupMask>
+__global__ void probe_shfl_after_loop_kernel(int64_t rounds, int group_lanes, int trips, int64_t* out) {
+  const unsigned mask = kGroupMask ? group_mask(group_lanes) : 0xffffffffu;
+  const int lane = int(threadIdx.x);
+  int x = lane;
+  __syncwarp();
+  const long long cycles = timed_rounds(rounds, [&](int k) {
+    for (int j = lane; j < trips; j += kWarp) x += j;
+    x = __shfl_xor_sync(mask, x, 1 + (k & 15));
+  });
+  record(out, cycles, x);
 }
 
 // Dependent shared-memory loads (each entry holds the next one's byte offset; lane l starts at
@@ -139,13 +143,8 @@ __global__ void probe_lds_kernel(int64_t rounds, int64_t* out) {
   __syncwarp();
   const char* base = reinterpret_cast<const char*>(next);
   int at = lane * int(sizeof(int));
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) at = *reinterpret_cast<const int*>(base + at);
-  }
-  const long long stop = clock64();
-  record(out, start, stop, at);
+  const long long cycles = timed_rounds(rounds, [&](int) { at = *reinterpret_cast<const int*>(base + at); });
+  record(out, cycles, at);
 }
 
 // One global load (ld.global, as the program's loads through its kernel arguments; a pointer read
@@ -164,13 +163,8 @@ __global__ void probe_chase_kernel(const int64_t* first, int64_t warm, int64_t r
   const int64_t* p = first;
   for (int64_t i = 0; i < warm; ++i) p = follow(p);
   __syncwarp();
-  const long long start = clock64();
-  for (int64_t i = 0; i < rounds; ++i) {
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) p = follow(p);
-  }
-  const long long stop = clock64();
-  record(out, start, stop, reinterpret_cast<long long>(p));
+  const long long cycles = timed_rounds(rounds, [&](int) { p = follow(p); });
+  record(out, cycles, reinterpret_cast<long long>(p));
 }
 
 // The register program's token loop in miniature: per step `work` dependent FFMAs, a __syncwarp,
@@ -194,7 +188,7 @@ __global__ void probe_stream_kernel(const float* data, int64_t steps, int64_t wo
     x += data[i * kLineFloats];
   }
   const long long stop = clock64();
-  record(out, start, stop, __float_as_int(x));
+  record(out, stop - start, __float_as_int(x));
 }
 
 // Writes a buffer of twice the L2's size on the current stream, evicting what L2 held, so that a cold
@@ -204,7 +198,9 @@ void flush_l2(const Tensor& like) {
   at::empty({2 * l2}, like.options().dtype(at::kByte)).fill_(1);
 }
 
-const char* const kProbes = "ffma, ffma_ilp, shfl, syncwarp, sync_phase, lds, chase, stream, stream_prefetch_l2";
+const char* const kProbes =
+    "ffma, ffma_ilp, shfl, shfl_checked, shfl_unchecked, syncwarp, sync_phase, lds, chase, stream, "
+    "stream_prefetch_l2";
 
 // buffer: the chase's next-entry indices (int64, each in [0, numel); with warm = 0 L2 is flushed
 // first), the stream's data (float32, L2 flushed first,
@@ -216,8 +212,9 @@ Tensor latency_probe_cuda(const Tensor& buffer, c10::string_view probe_view, int
                           int64_t work) {
   const std::string probe(probe_view);
   const bool chase = probe == "chase", stream = probe == "stream" || probe == "stream_prefetch_l2";
-  const bool unrolled = probe == "ffma" || probe == "ffma_ilp" || probe == "shfl" || probe == "syncwarp" ||
-                        probe == "sync_phase" || probe == "lds" || chase;
+  const bool unrolled = probe == "ffma" || probe == "ffma_ilp" || probe == "shfl" || probe == "shfl_checked" ||
+                        probe == "shfl_unchecked" || probe == "syncwarp" || probe == "sync_phase" || probe == "lds" ||
+                        chase;
   TORCH_CHECK(unrolled || stream, "qlam._latency_probe: unknown probe '", probe, "'; the probes are ", kProbes);
   TORCH_CHECK(steps >= 1 && steps <= (int64_t(1) << 26), "qlam._latency_probe: steps must be in [1, 2**26], got ",
               steps);
@@ -269,6 +266,10 @@ Tensor latency_probe_cuda(const Tensor& buffer, c10::string_view probe_view, int
     probe_ffma_ilp_kernel<<<1, kWarp, 0, stream_>>>(rounds, a, b, o);
   } else if (probe == "shfl") {
     probe_shfl_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, o);
+  } else if (probe == "shfl_checked") {
+    probe_shfl_after_loop_kernel<true><<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
+  } else if (probe == "shfl_unchecked") {
+    probe_shfl_after_loop_kernel<false><<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
   } else if (probe == "syncwarp") {
     probe_syncwarp_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, o);
   } else if (probe == "sync_phase") {
