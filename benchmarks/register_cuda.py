@@ -79,16 +79,23 @@ def predicted(gpu: str, n: int, states: int, entangler: str, probed: Optional[di
     model_* with the model's latencies; with probed (benchmarks/latencies.py's measured cycles on this GPU)
     also probed_model_* with those."""
     out = {}
-    for prefix, lat in (("model", None), ("probed_model", probed)):
-        if prefix == "probed_model" and lat is None:
-            continue
-        timing = cost_model.latencies(*latencies.probed_latencies(lat)) if lat else contextlib.nullcontext()
-        with timing:
+    for prefix, lat in [("model", None)] + ([("probed_model", probed)] if probed else []):
+        with cost_model.latencies(*latencies.probed_latencies(lat)) if lat else contextlib.nullcontext():
             for design in ("shared", "register"):
                 for pass_, key in (("forward", "fwd"), ("forward+backward", "fwd_bwd")):
                     row = cost_model.predict(design, gpu, n, states, pass_, entangler)
                     out[f"{prefix}_{design}_{key}_ns"] = row["ns_per_state_token"] if row else float("nan")
     return out
+
+
+def checked_time(run, want, scale: float, what: str, mismatches: list, repeats: int) -> float:
+    """run()'s median time. Its result is checked against want first (largest difference / scale); one beyond
+    TOLERANCE is recorded in mismatches ("<what> differ from today's by ..."), and timed anyway: a wrong
+    kernel's speed still tells something."""
+    err = (run() - want).abs().max().item() / scale
+    if not err < TOLERANCE:
+        mismatches.append(f"{what} differ from today's by {err:.3g}")
+    return median_time(run, "cuda", 2, repeats)
 
 
 def main(argv=None) -> None:
@@ -101,8 +108,11 @@ def main(argv=None) -> None:
     peak = matmul_peak("cuda", 2048 if args.quick else 8192)
     gpu = model_gpu(torch.cuda.get_device_name())
     probed = latencies.load(latencies.RESULTS, torch.cuda.get_device_name())  # this GPU's, if measured
-    rows, mismatches = [], []
-    for n, B, H, entangler, T in points(args.quick):
+    rows, mismatches, planned = [], [], points(args.quick)
+    meta = machine()
+    meta.update(peak, command="python benchmarks/register_cuda.py " + " ".join(sys.argv[1:]), quick=args.quick,
+                mismatches=mismatches, points_planned=len(planned))
+    for n, B, H, entangler, T in planned:
         S, L = B * H, 2
         g = torch.Generator(device="cuda").manual_seed(0)
         angles = torch.rand(B, T, H, L, n, 3, device="cuda", generator=g) * 6.4 - 3.2
@@ -116,13 +126,9 @@ def main(argv=None) -> None:
                    shared_frac=flop / base / 1e9 / peak["matmul_gflops"], model_gpu=gpu,
                    **predicted(gpu, n, S, entangler, probed))
         for lanes in [0] + lanes_options(n):
-            got = torch.ops.qlam._register_forward(*call, lanes)[0]
-            err = (got - want).abs().max().item()
-            if not err < TOLERANCE:  # recorded, and timed anyway: a wrong kernel's speed still tells something
-                mismatches.append(f"n={n} S={S} lanes={lanes or 'auto'}: the register forward's features differ "
-                                  f"from today's by {err:.3g}")
-            t = median_time(lambda: torch.ops.qlam._register_forward(*call, lanes), "cuda", 2, args.repeats)
-            row[f"register_G{lanes or 'auto'}_s"] = t
+            row[f"register_G{lanes or 'auto'}_s"] = checked_time(
+                lambda: torch.ops.qlam._register_forward(*call, lanes)[0], want, 1.0,
+                f"n={n} S={S} lanes={lanes or 'auto'}: the register forward's features", mismatches, args.repeats)
         best_s, best_g = best_of(row, "register_G")
         row.update(best_register=best_g, best_register_s=best_s, speedup=base / best_s,
                    register_frac=flop / best_s / 1e9 / peak["matmul_gflops"])
@@ -136,13 +142,10 @@ def main(argv=None) -> None:
         bwd_flop = backward_flops(n, L, entangler) * S * T
         row.update(shared_bwd_s=base_bwd, shared_bwd_frac=bwd_flop / base_bwd / 1e9 / peak["matmul_gflops"])
         for lanes in [0] + lanes_options(n, MAX_BACKWARD_REGISTERS):
-            got = torch.ops.qlam._register_backward(*bcall, lanes)[0]
-            err = (got - want_grad).abs().max().item() / scale
-            if not err < TOLERANCE:
-                mismatches.append(f"n={n} S={S} lanes={lanes or 'auto'}: the register backward's angle gradients "
-                                  f"differ from today's by {err:.3g} (relative to their largest)")
-            t = median_time(lambda: torch.ops.qlam._register_backward(*bcall, lanes), "cuda", 2, args.repeats)
-            row[f"register_bwd_G{lanes or 'auto'}_s"] = t
+            row[f"register_bwd_G{lanes or 'auto'}_s"] = checked_time(
+                lambda: torch.ops.qlam._register_backward(*bcall, lanes)[0], want_grad, scale,
+                f"n={n} S={S} lanes={lanes or 'auto'}: the register backward's angle gradients (relative to their "
+                "largest)", mismatches, args.repeats)
         bwd_s, bwd_g = best_of(row, "register_bwd_G")
         row.update(best_register_bwd=bwd_g, best_register_bwd_s=bwd_s, bwd_speedup=base_bwd / bwd_s,
                    register_bwd_frac=bwd_flop / bwd_s / 1e9 / peak["matmul_gflops"],
@@ -156,9 +159,7 @@ def main(argv=None) -> None:
         print(row, flush=True)
         rows.append(row)
         # written after every point, so a run stopped by a time limit keeps the points it measured
-        meta = machine()
-        meta.update(peak, command="python benchmarks/register_cuda.py " + " ".join(sys.argv[1:]), quick=args.quick,
-                    mismatches=mismatches, points_measured=len(rows), points_planned=len(points(args.quick)))
+        meta["points_measured"] = len(rows)
         paths = write_results("register_cuda_quick" if args.quick else "register_cuda", rows, markdown(rows, meta),
                               meta)
     print("wrote", *paths)
@@ -172,6 +173,19 @@ def ratio(measured: float, model: float) -> str:
     if model == model and model > 0:
         return f"{measured:.2f} / {model:.2f} ({measured / model:.2f}x)"
     return f"{measured:.2f} / -"
+
+
+def model_table(rows: list, prefix: str) -> list:
+    """Each point measured against the prediction under `prefix` (model_ or probed_model_ keys)."""
+    lines = ["| n | states | entangler | today's fwd | register fwd | today's fwd + bwd | register fwd + bwd |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['states']} | {r['entangler']} "
+                     f"| {ratio(r['shared_fwd_ns'], r[prefix + '_shared_fwd_ns'])} "
+                     f"| {ratio(r['register_fwd_ns'], r[prefix + '_register_fwd_ns'])} "
+                     f"| {ratio(r['shared_fwd_bwd_ns'], r[prefix + '_shared_fwd_bwd_ns'])} "
+                     f"| {ratio(r['register_fwd_bwd_ns'], r[prefix + '_register_fwd_bwd_ns'])} |")
+    return lines
 
 
 def markdown(rows: list, meta: dict) -> str:
@@ -212,24 +226,10 @@ def markdown(rows: list, meta: dict) -> str:
     lines += [
         "", f"Measured against benchmarks/cost_model.py's prediction for the {gpu} (ns per state-token, measured / "
         "model (ratio); the register kernels at the host's G, as the model predicts them). The gap is for "
-        "benchmarks/NOTES.md to explain.", "",
-        "| n | states | entangler | today's fwd | register fwd | today's fwd + bwd | register fwd + bwd |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for prefix in ("model", "probed_model"):
-        if prefix == "probed_model":
-            if not rows or "probed_model_register_fwd_ns" not in rows[0]:
-                break
-            lines += ["", "The same with the latencies benchmarks/latencies.py measured on this GPU "
-                      "(latencies_cuda.md) in place of the model's:", "",
-                      "| n | states | entangler | today's fwd | register fwd | today's fwd + bwd | register fwd + bwd |",
-                      "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in rows:
-            lines.append(f"| {r['n']} | {r['states']} | {r['entangler']} "
-                         f"| {ratio(r['shared_fwd_ns'], r[prefix + '_shared_fwd_ns'])} "
-                         f"| {ratio(r['register_fwd_ns'], r[prefix + '_register_fwd_ns'])} "
-                         f"| {ratio(r['shared_fwd_bwd_ns'], r[prefix + '_shared_fwd_bwd_ns'])} "
-                         f"| {ratio(r['register_fwd_bwd_ns'], r[prefix + '_register_fwd_bwd_ns'])} |")
+        "benchmarks/NOTES.md to explain.", ""] + model_table(rows, "model")
+    if rows and "probed_model_register_fwd_ns" in rows[0]:
+        lines += ["", "The same with the latencies benchmarks/latencies.py measured on this GPU (latencies_cuda.md) in "
+                  "place of the model's:", ""] + model_table(rows, "probed_model")
     return "\n".join(lines) + "\n"
 
 

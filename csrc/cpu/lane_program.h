@@ -45,7 +45,7 @@ struct LaneTask {
   const T* ent_trig = nullptr;    // rzz: two planes (2, groups, t1 - t0, L, P, W), cos and sin of g_p / 2
   int64_t t0 = 0, t1 = 0;         // the chunk
   bool first_chunk = false;       // the chunk processed first: take the norm target here
-  double* norm0 = nullptr;        // (B * H): float32 restoration target per state
+  double* inv_norm0 = nullptr;    // (B * H): inverse of the float32 restoration target per state
   Cplx<T>* psi_run = nullptr;     // backward: (B * H, N) running state between chunks
   const int32_t* cnot_perm = nullptr;      // |i> -> |perm[i]> under the cnot ring
   const int32_t* cnot_perm_inv = nullptr;  // its inverse
@@ -351,7 +351,7 @@ class LaneGroup {
     if (sizeof(T) != sizeof(float)) return;
     const Wide sum = squared_norm();
     for (int w = 0; w < W; ++w)
-      if (real_[w]) k_.norm0[state_[w]] = sum[w];
+      if (real_[w]) k_.inv_norm0[state_[w]] = norm_inverse(sum[w]);
   }
 
   // float32 only: scale each active lane back to its starting norm (state_program.h explains why).
@@ -361,8 +361,8 @@ class LaneGroup {
     V scale = broadcast<V>(T(1));
     for (int w = 0; w < W; ++w) {
       if (!real_[w] || !active[w]) continue;
-      const double target = k_.norm0[state_[w]];
-      if (now[w] > 0 && target > 0) scale[w] = T(norm_scale(norm_inverse(target), now[w]));
+      const double inverse_target = k_.inv_norm0[state_[w]];
+      if (now[w] > 0 && inverse_target > 0) scale[w] = T(norm_scale(inverse_target, now[w]));
     }
     for (int64_t i = 0; i < N_; ++i) { psi_re_[i] *= scale; psi_im_[i] *= scale; }
   }

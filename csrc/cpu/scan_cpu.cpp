@@ -86,7 +86,7 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
     f.final_state.select(-1, 0).fill_(1);
   }
   const int64_t groups = (a.num_states() + Width - 1) / Width;
-  Tensor norm0 = at::zeros({a.num_states()}, f.angles.options().dtype(at::kDouble));
+  Tensor inv_norm0 = at::zeros({a.num_states()}, f.angles.options().dtype(at::kDouble));
   RingTables rings(a.n);
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, false)) {
@@ -98,7 +98,7 @@ void lane_forward(const ForwardBuffers& f, const ScanArgs<T>& a) {
     task.ent_trig = ent_trig.defined() ? ent_trig.const_data_ptr<T>() : nullptr;
     task.t0 = t0; task.t1 = t1;
     task.first_chunk = first;
-    task.norm0 = norm0.data_ptr<double>();
+    task.inv_norm0 = inv_norm0.data_ptr<double>();
     rings.attach(task);
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       LaneScratch<T, Width> scratch(a.N);
@@ -118,7 +118,7 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
   }
   Tensor psi_run = b.final_state.clone(at::MemoryFormat::Contiguous);
   const int64_t groups = (a.num_states() + Width - 1) / Width;
-  Tensor norm0 = at::zeros({a.num_states()}, b.angles.options().dtype(at::kDouble));
+  Tensor inv_norm0 = at::zeros({a.num_states()}, b.angles.options().dtype(at::kDouble));
   RingTables rings(a.n);
   bool first = true;
   for (auto [t0, t1] : token_chunks(a, true)) {
@@ -130,7 +130,7 @@ void lane_backward(const BackwardBuffers& b, const ScanArgs<T>& a) {
     task.ent_trig = ent_trig.defined() ? ent_trig.const_data_ptr<T>() : nullptr;
     task.t0 = t0; task.t1 = t1;
     task.first_chunk = first;
-    task.norm0 = norm0.data_ptr<double>();
+    task.inv_norm0 = inv_norm0.data_ptr<double>();
     task.psi_run = reinterpret_cast<Cplx<T>*>(psi_run.data_ptr());
     rings.attach(task);
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
