@@ -14,17 +14,41 @@
 # one bad step never costs the others. Logs and a summary go to QLAM_GPU_LOG_DIR
 # (default runs/gpu_check), with results_cuda.tar.gz holding every result file.
 #
+# QLAM_GPU_STEPS picks the groups of steps to run (comma-separated; default all), so a short
+# device lease can spend itself on what decides a question: the build always runs, then
+#   tests       the CUDA tests (parity, gradcheck, opcheck, errors, fuzz)
+#   latencies   benchmarks/latencies.py (the cost model's latencies, seconds)
+#   register    benchmarks/register_cuda.py (issue 15's register kernels against today's)
+#   ncu         Nsight Compute on the register kernels (n = 8 and the sMNIST shape)
+#   program     the CUDA tests and classical.py through QLAM_CUDA_PROGRAM=register
+#   sanitizers  compute-sanitizer memcheck, racecheck, synccheck
+#   train       a 300-step sMNIST training
+#   benches     bench_scan, classical, roofline, memory
+# e.g. QLAM_GPU_STEPS=tests,latencies,register: what decides issue 15 first (its steps' time limits
+# add up to 420 s after the build; the build of register_cuda.cu alone took 76 s on one core here).
+#
 # Python: the environment of scripts/env.sh where it exists (QLAM_ENV or
 # ~/.cache/qlam/venv); otherwise the python3 on PATH, if it has torch (GPU
 # machines with no package registry). Data: the usual data roots ($QLAM_DATA,
 # ../shared/data, ...).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 root="$(pwd)"
 budget="${QLAM_GPU_BUDGET_S:-540}"
 logs="${QLAM_GPU_LOG_DIR:-$root/runs/gpu_check}"
-mkdir -p "$logs"
 summary="$logs/summary.md"
+all_groups="tests latencies register ncu program sanitizers train benches"
+groups="${QLAM_GPU_STEPS:-all}"
+groups="${groups//,/ }"
+[ "$groups" = all ] && groups="$all_groups"
+for g in $groups; do
+  case " $all_groups " in
+    *" $g "*) ;;
+    *) echo "gpu_check: unknown step group '$g' in QLAM_GPU_STEPS; the groups are: ${all_groups// /, } (or all)." >&2
+       exit 2 ;;
+  esac
+done
+wanted() { case " $groups " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---- preflight: stop at once, saying what is missing
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
@@ -46,10 +70,11 @@ else
   exit 2
 fi
 
+mkdir -p "$logs"
 {
   echo "# qlam GPU check"
   echo
-  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)'), steps: ${groups// /, }"
   echo
   echo '```'
   nvidia-smi -L
@@ -114,50 +139,60 @@ PY="$(command -v python || command -v python3)"
   { echo "| build | the extension has no CUDA kernels (see build.log) | 0 |" >> "$summary"; cat "$summary"; exit 1; }
 
 # ---- correctness first
-step "CUDA tests" 240 30 "$logs/tests.log" "$PY" -m pytest -q -p no:cacheprovider \
-  tests/test_cuda.py tests/test_register_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py tests/test_scan_errors.py tests/test_build_info.py tests/test_latency_probe.py \
-  tests/test_fuzz_scan.py -k "not emulated"
+if wanted tests; then
+  step "CUDA tests" 240 30 "$logs/tests.log" "$PY" -m pytest -q -p no:cacheprovider \
+    tests/test_cuda.py tests/test_register_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py \
+    tests/test_scan_errors.py tests/test_build_info.py tests/test_latency_probe.py tests/test_fuzz_scan.py -k "not emulated"
+fi
 # ---- issue 15's register kernels, measured (timings against today's kernels, then their counters
-# against the cost model) before the longer checks below, which the budget may cut
-# the latencies the cost model assumes, measured first (seconds), so register_cuda.py's table also sets each
-# point beside the model redone with them
-step "latency probes (cost model's latencies)" 60 15 "$logs/bench.log" "$PY" benchmarks/latencies.py
-step "register kernel vs today's" 120 45 "$logs/bench.log" "$PY" benchmarks/register_cuda.py
-if command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; then
+# against the cost model) before the longer checks below, which the budget may cut.
+# The latencies the cost model assumes come first (seconds), so register_cuda.py's table also sets
+# each point beside the model redone with them.
+wanted latencies && step "latency probes (cost model's latencies)" 60 15 "$logs/bench.log" "$PY" benchmarks/latencies.py
+wanted register && step "register kernel vs today's" 120 45 "$logs/bench.log" "$PY" benchmarks/register_cuda.py
+if wanted ncu && { command -v ncu >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/ncu ]; }; then
   step "Nsight Compute: register kernels vs the cost model" 150 60 "$logs/bench.log" "$PY" benchmarks/ncu_register.py
   # the sMNIST training shape (n = 6, 256 states, rzz), latency-bound: its stall reasons against the model's chain
   step "Nsight Compute: the sMNIST shape's stall reasons" 120 45 "$logs/bench.log" "$PY" benchmarks/ncu_register.py \
     --smnist
-else
+elif wanted ncu; then
   echo "| Nsight Compute: register kernels vs the cost model | skipped: no ncu | 0 |" >> "$summary"
 fi
-# the public op through issue 15's register program (QLAM_CUDA_PROGRAM=register; today's kernels where the
-# state does not fit its registers)
-QLAM_CUDA_PROGRAM=register step "CUDA tests, register program" 150 30 "$logs/tests.log" "$PY" -m pytest -q \
-  -p no:cacheprovider tests/test_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py -k "not emulated"
-# issue 15's third goal: a QLAM training step through the register program against cuDNN LSTM's at equal
-# parameters, in one run (classical_cuda_register.md)
-QLAM_CUDA_PROGRAM=register step "classical, register program" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py \
-  --device cuda
-for tool in memcheck racecheck synccheck; do
-  # memcheck sees every kernel (torch's too); the hazard checkers only qlam's, which are the ones with shared memory of ours.
-  filter=()
-  # (kns: a substring of the mangled name; every qlam kernel's starts with _ZN4qlam.)
-  [ "$tool" != memcheck ] && filter=(--kernel-name kns=_ZN4qlam)
-  step "compute-sanitizer $tool" 180 40 "$logs/sanitizer.log" \
-    compute-sanitizer --tool "$tool" --error-exitcode 1 "${filter[@]}" "$PY" scripts/cuda_sanitizer_case.py
-done
+if wanted program; then
+  # the public op through issue 15's register program (QLAM_CUDA_PROGRAM=register; today's kernels where the
+  # state does not fit its registers)
+  QLAM_CUDA_PROGRAM=register step "CUDA tests, register program" 150 30 "$logs/tests.log" "$PY" -m pytest -q \
+    -p no:cacheprovider tests/test_cuda.py tests/test_scan_parity.py tests/test_scan_gradcheck.py -k "not emulated"
+  # issue 15's third goal: a QLAM training step through the register program against cuDNN LSTM's at equal
+  # parameters, in one run (classical_cuda_register.md)
+  QLAM_CUDA_PROGRAM=register step "classical, register program" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py \
+    --device cuda
+fi
+if wanted sanitizers; then
+  for tool in memcheck racecheck synccheck; do
+    # memcheck sees every kernel (torch's too); the hazard checkers only qlam's, which are the ones with shared memory of ours.
+    filter=()
+    # (kns: a substring of the mangled name; every qlam kernel's starts with _ZN4qlam.)
+    [ "$tool" != memcheck ] && filter=(--kernel-name kns=_ZN4qlam)
+    step "compute-sanitizer $tool" 180 40 "$logs/sanitizer.log" \
+      compute-sanitizer --tool "$tool" --error-exitcode 1 "${filter[@]}" "$PY" scripts/cuda_sanitizer_case.py
+  done
+fi
 
 # ---- a short training on the real task, full config, on the GPU
-step "sMNIST training (full config, 300 steps)" 180 60 "$logs/train.log" "$PY" -m qlam.train configs/smnist/qlam.yaml \
-  train.epochs=1 train.max_steps_per_epoch=300 train.device=cuda output.dir=runs output.name=gpu-smnist-qlam \
-  output.progress=false --force
+if wanted train; then
+  step "sMNIST training (full config, 300 steps)" 180 60 "$logs/train.log" "$PY" -m qlam.train configs/smnist/qlam.yaml \
+    train.epochs=1 train.max_steps_per_epoch=300 train.device=cuda output.dir=runs output.name=gpu-smnist-qlam \
+    output.progress=false --force
+fi
 
 # ---- speed: ratios measured side by side in one run
-step "bench_scan" 150 60 "$logs/bench.log" "$PY" benchmarks/bench_scan.py --device cuda --no-compile
-step "classical" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py --device cuda
-step "roofline" 150 60 "$logs/bench.log" "$PY" benchmarks/roofline.py --device cuda
-step "memory (quick)" 90 40 "$logs/bench.log" "$PY" benchmarks/memory.py --device cuda --quick
+if wanted benches; then
+  step "bench_scan" 150 60 "$logs/bench.log" "$PY" benchmarks/bench_scan.py --device cuda --no-compile
+  step "classical" 120 45 "$logs/bench.log" "$PY" benchmarks/classical.py --device cuda
+  step "roofline" 150 60 "$logs/bench.log" "$PY" benchmarks/roofline.py --device cuda
+  step "memory (quick)" 90 40 "$logs/bench.log" "$PY" benchmarks/memory.py --device cuda --quick
+fi
 
 archive
 echo >> "$summary"
