@@ -52,7 +52,8 @@ STALL_REASONS = ("long_scoreboard", "short_scoreboard", "wait", "barrier", "memb
 METRICS.update({f"stall_{r}": [f"smsp__average_warps_issue_stalled_{r}_per_issue_active.ratio"]
                 for r in STALL_REASONS})
 SMNIST = {"n": 6, "states": 256, "entangler": "rzz"}  # configs/smnist/qlam.yaml: batch 64 x 4 heads
-KERNELS = {"forward": "register_forward_kernel", "backward": "register_backward_kernel"}
+# ncu --kernel-name regexes: the group kernels and, at G = 32 (the sMNIST shape), the warp kernels.
+KERNELS = {"forward": "register_forward(_warp)?_kernel", "backward": "register_backward(_warp)?_kernel"}
 L = cm.L
 
 
@@ -151,16 +152,20 @@ def predicted(n: int, S: int, kernel: str, gpu: str, entangler: str = "cnot") ->
 def run_case(kernel: str, n: int, S: int, T: int, entangler: str = "cnot") -> None:
     """The profiled process: one launch of the kernel (the backward's forward is profiled out by name)."""
     import torch
+
+    import qlam  # noqa: F401  (loads the extension: torch.ops.qlam in this, the profiled, process)
+    forward, backward = torch.ops.qlam._register_forward, torch.ops.qlam._register_backward
+    if not torch.cuda.is_available():
+        sys.exit("ncu_register.py --case: needs a CUDA GPU")
     g = torch.Generator(device="cuda").manual_seed(0)
     angles = torch.rand(S, T, 1, L, n, 3, device="cuda", generator=g) * 6.4 - 3.2
     ent = (torch.rand(S, T, 1, L, cm.num_pairs(n), device="cuda", generator=g) * 6.4 - 3.2
            if entangler == "rzz" else None)
     call = (angles, ent, None, None, entangler, False, 0)
-    features, final, checkpoints = torch.ops.qlam._register_forward(*call, 0)
+    features, final, checkpoints = forward(*call, 0)
     if kernel == "backward":
         grad = torch.randn(features.shape, device="cuda", generator=g)
-        torch.ops.qlam._register_backward(grad, None, angles, ent, final, checkpoints, None, entangler, False, 0,
-                                          0)
+        backward(grad, None, angles, ent, final, checkpoints, None, entangler, False, 0, 0)
     torch.cuda.synchronize()
 
 
@@ -252,13 +257,16 @@ def main(argv=None) -> None:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for kernel in ("forward", "backward"):
-        command = [ncu, "--csv", "--metrics", ",".join(chosen.values()), "--kernel-name", f"regex:{KERNELS[kernel]}",
+        # units and metric names pinned: the parser reads bare values under the metrics' own names
+        command = [ncu, "--csv", "--print-units", "base", "--print-metric-name", "name",
+                   "--metrics", ",".join(chosen.values()), "--kernel-name", f"regex:{KERNELS[kernel]}",
                    "--launch-count", "1", sys.executable, os.path.abspath(__file__), "--case", kernel,
                    "--n", str(args.n), "--states", str(args.states), "--tokens", str(args.tokens),
                    "--entangler", args.entangler]
         out = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
-            sys.exit(f"ncu_register.py: ncu failed on the {kernel} (exit {out.returncode}):\n{out.stderr[-3000:]}")
+            sys.exit(f"ncu_register.py: ncu failed on the {kernel} (exit {out.returncode}):\n"
+                     f"{out.stdout[-2000:]}{out.stderr[-3000:]}")  # ncu puts its ==ERROR== lines on stdout
         pred = predicted(args.n, args.states, kernel, gpu, args.entangler)
         # the lanes the launch used: the host's rule with this device's SMs (the model uses its GPU's)
         G = qlam._C.register_lanes_per_state(args.n, args.states, sms, False, kernel == "backward")

@@ -103,6 +103,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="short sequences, fewer points (a smoke test)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    # the baseline is today's program; the CUDA scan reads this variable at every call
+    if os.environ.pop("QLAM_CUDA_PROGRAM", "") not in ("", "shared"):
+        print("register_cuda.py: QLAM_CUDA_PROGRAM unset for this run: today's kernel is the baseline", flush=True)
     if not (torch.cuda.is_available() and qlam._extension.supports(torch.device("cuda"))):
         sys.exit("register_cuda.py: needs a CUDA GPU and qlam built with its CUDA kernels")
     peak = matmul_peak("cuda", 2048 if args.quick else 8192)

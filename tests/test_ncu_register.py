@@ -112,3 +112,33 @@ def test_stall_tables_in_the_markdown():
 def test_exits_with_a_message_without_a_gpu():
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         nr.main([])
+
+
+def test_kernel_filters_match_the_kernels_the_host_launches():
+    import re
+
+    import qlam
+
+    source = (BENCH.parent / "csrc" / "cuda" / "register_cuda.cu").read_text()
+    kernels = re.findall(r"__global__ void (\w+)\(", source)
+    assert {"register_forward_warp_kernel", "register_backward_warp_kernel"} <= set(kernels)
+    for kernel in kernels:
+        direction = "forward" if "forward" in kernel else "backward"
+        other = "backward" if direction == "forward" else "forward"
+        assert re.fullmatch(nr.KERNELS[direction], kernel), kernel
+        assert not re.search(nr.KERNELS[other], kernel), kernel
+    # the sMNIST shape runs on the warp kernels (G = 32) on an H100 or H200's 132 SMs: --smnist profiles those
+    for backward in (False, True):
+        assert qlam._C.register_lanes_per_state(nr.SMNIST["n"], nr.SMNIST["states"], 132, False, backward) == 32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+def test_the_profiled_process_loads_the_extension_before_its_ops():
+    import os
+    import subprocess
+
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, str(BENCH / "ncu_register.py"), "--case", "forward", "--n", "3",
+                          "--states", "2", "--tokens", "2"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1
+    assert "ncu_register.py --case: needs a CUDA GPU" in out.stderr  # torch.ops.qlam resolved first
