@@ -73,7 +73,7 @@ FAKE_TOOLS = {
     "nvidia-smi": 'case "$*" in *compute_cap*) echo "9.0" ;; *) echo "GPU 0: Fake GPU (UUID: GPU-0)" ;; esac\n',
     "nvcc": 'echo "Cuda compilation tools, release 13.0"; echo "Build fake"\n',
 }
-RECORDING = 'echo "$(basename "$0") $*" >> "$QLAM_FAKE_CALLS"\n'
+RECORDING = 'echo "$(basename "$0") $*" >> "$QLAM_FAKE_CALLS"; echo "${QLAM_DATA:-}" >> "$QLAM_FAKE_CALLS.data"\n'
 
 
 def fake_gpu_machine(tmp_path):
@@ -119,3 +119,29 @@ def test_by_default_every_group_runs(tmp_path):
         assert expected in text, expected
     assert "steps: " + ", ".join(declared_groups()) in summary
     assert "0 step(s) failed" in summary
+
+
+def test_the_bundle_runner_installs_offline_and_points_gpu_check_at_its_data(tmp_path):
+    """.gpu_bundle/run.sh (scripts/gpu_bundle_run.sh) in a clone: the wheels installed by name from the bundle
+    alone, QLAM_DATA the bundle, the logs under $OUT/gpu_check (what the device tool brings back)."""
+    clone = tmp_path / "clone"
+    (clone / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, clone / "scripts" / "gpu_check.sh")
+    bundle = clone / ".gpu_bundle"
+    (bundle / "wheels").mkdir(parents=True)
+    (bundle / "mnist").mkdir()
+    shutil.copy(ROOT / "scripts" / "gpu_bundle_run.sh", bundle / "run.sh")
+    env, calls = fake_gpu_machine(tmp_path)
+    full = {k: v for k, v in os.environ.items() if k not in ("QLAM_ENV", "VIRTUAL_ENV", "QLAM_DATA", "QLAM_GPU_LOG_DIR")}
+    full.update(env, OUT=str(tmp_path / "out"), QLAM_GPU_STEPS="register")
+    result = subprocess.run(["bash", str(bundle / "run.sh")], cwd=tmp_path, env=full, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gpu_check rc=0" in result.stdout
+    lines = calls.read_text().splitlines()
+    data = Path(str(calls) + ".data").read_text().splitlines()
+    assert f"python3 -m pip install -q --no-index --find-links {bundle}/wheels expecttest hypothesis pytest-timeout" in lines
+    bench = lines.index("python benchmarks/register_cuda.py")
+    assert data[bench] == str(bundle)
+    summary = (tmp_path / "out" / "gpu_check" / "summary.md").read_text()
+    assert "steps: register" in summary and "| register kernel vs today's | ok |" in summary
