@@ -169,12 +169,6 @@ def run_case(kernel: str, n: int, S: int, T: int, entangler: str = "cnot") -> No
     torch.cuda.synchronize()
 
 
-def gpu_model_name() -> str:
-    import torch
-    name = torch.cuda.get_device_name()
-    return next((g for g in ("H200", "H100", "A100") if g in name), "H100")
-
-
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# Register kernels under Nsight Compute, against the cost model", "",
              f"GPU: {meta.get('gpu', '?')} (model: {meta['model_gpu']}). Command: `{meta['command']}`. n = {meta['n']}, "
@@ -244,6 +238,7 @@ def main(argv=None) -> None:
     import torch
 
     import qlam
+    from register_cuda import model_gpu
     from timing import machine, write_results
     if not (torch.cuda.is_available() and qlam._extension.supports(torch.device("cuda"))):
         sys.exit("ncu_register.py: needs a CUDA GPU and qlam built with its CUDA kernels")
@@ -253,7 +248,7 @@ def main(argv=None) -> None:
     chosen, missing = choose_metrics(known_metrics(ncu))
     if not chosen:
         sys.exit(f"ncu_register.py: {ncu} knows none of the metrics {sorted(METRICS)} wants")
-    gpu = gpu_model_name()
+    gpu = model_gpu(torch.cuda.get_device_name())
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for kernel in ("forward", "backward"):

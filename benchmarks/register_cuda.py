@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import qlam  # noqa: E402
+from qlam.info import cuda_program  # noqa: E402
 from flops import backward_flops, forward_flops  # noqa: E402
 from roofline import matmul_peak  # noqa: E402
 from timing import machine, median_time, write_results  # noqa: E402
@@ -104,8 +105,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     # the baseline is today's program; the CUDA scan reads this variable at every call
-    if os.environ.pop("QLAM_CUDA_PROGRAM", "") not in ("", "shared"):
+    if cuda_program() != "shared":
         print("register_cuda.py: QLAM_CUDA_PROGRAM unset for this run: today's kernel is the baseline", flush=True)
+    os.environ.pop("QLAM_CUDA_PROGRAM", None)
     if not (torch.cuda.is_available() and qlam._extension.supports(torch.device("cuda"))):
         sys.exit("register_cuda.py: needs a CUDA GPU and qlam built with its CUDA kernels")
     peak = matmul_peak("cuda", 2048 if args.quick else 8192)

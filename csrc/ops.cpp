@@ -310,9 +310,8 @@ TORCH_LIBRARY(qlam, m) {
       "Tensor? ent_angles, Tensor final_state, Tensor checkpoints, Tensor? lengths, str entangler, "
       "bool pair_features, int checkpoint_every, int lanes_per_state) -> (Tensor grad_angles, "
       "Tensor grad_ent_angles, Tensor grad_init_state)");
-  // Benchmark hook (cuda/latency_probe.cu, CUDA only): one warp times a chain of dependent
-  // operations (probe: ffma, ffma_ilp, shfl, shfl_checked, shfl_unchecked, syncwarp, sync_phase,
-  // lds, chase, stream, stream_prefetch_l2) for benchmarks/latencies.py; returns {cycles, check}.
+  // Benchmark hook (cuda/latency_probe.cu, CUDA only, where the probes are listed): one warp times
+  // a chain of dependent operations for benchmarks/latencies.py; returns {cycles, check}.
   m.def("_latency_probe(Tensor buffer, str probe, int steps, int warm, int work) -> Tensor");
   // Test hooks: the same program under an executor that finds missing syncs
   // (cpu/race_check_executor.h); skip_sync_line plants one (-1: none).

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Prepares what a GPU machine with no package registry and no datasets needs beside a clone to run
-# scripts/gpu_check.sh, in one folder to carry there (.gpu_bundle/, ignored by git, ~15 MiB):
+# scripts/gpu_check.sh, in one folder to carry there (.gpu_bundle/, ignored by git, ~14 MiB):
 #   wheels/   the test-only packages such an image may lack (expecttest, hypothesis, pytest-timeout,
 #             with their dependencies), for its Python (QLAM_BUNDLE_PYTHON, default 3.12)
-#   mnist/    MNIST's four .gz files, from the first data root that has them ($QLAM_DATA,
-#             ../shared/data/mnist, ...), for gpu_check's short sMNIST training
+#   mnist/    MNIST's four .gz files, from the first of qlam's data roots that has them ($QLAM_DATA,
+#             ../shared/data, ...), for gpu_check's short sMNIST training
 #   run.sh    scripts/gpu_bundle_run.sh: installs the wheels offline, points QLAM_DATA at the bundle and runs gpu_check.sh,
 #             with its logs under $OUT/gpu_check when OUT is set (the device tool's output folder)
 # Usage: bash scripts/gpu_bundle.sh            (here, with pip reaching PyPI)
@@ -14,8 +14,11 @@ cd "$(dirname "$0")/.." || exit 2
 root="$(pwd)"
 bundle="$root/.gpu_bundle"
 python_version="${QLAM_BUNDLE_PYTHON:-3.12}"
-py="$(command -v python3)"
-[ -x "${QLAM_ENV:-$HOME/.cache/qlam/venv}/bin/python" ] && py="${QLAM_ENV:-$HOME/.cache/qlam/venv}/bin/python"
+py="${QLAM_ENV:-$HOME/.cache/qlam/venv}/bin/python"  # qlam's environment: its pip, and its data roots below
+if [ ! -x "$py" ]; then
+  echo "gpu_bundle: no qlam environment at ${py%/bin/python}; run 'source scripts/env.sh' first" >&2
+  exit 2
+fi
 
 rm -rf "$bundle.tmp" && mkdir -p "$bundle.tmp/wheels" "$bundle.tmp/mnist"
 echo "gpu_bundle: wheels for Python $python_version (manylinux x86_64)"
@@ -23,19 +26,24 @@ echo "gpu_bundle: wheels for Python $python_version (manylinux x86_64)"
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d "$bundle.tmp/wheels" \
   expecttest hypothesis pytest-timeout
 
-files="train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte"
-found=""
-for dir in ${QLAM_DATA:+"$QLAM_DATA/mnist" "$QLAM_DATA"} "$root/../shared/data/mnist" /usr/share/datasets/mnist; do
-  ok=1
-  for f in $files; do [ -f "$dir/$f.gz" ] || ok=0; done
-  if [ "$ok" = 1 ]; then found="$dir"; break; fi
-done
+# where qlam's own loader looks (qlam.data: $QLAM_DATA, ../shared/data, /usr/share/datasets, ...)
+found="$("$py" - <<'EOF'
+from qlam.data.roots import candidate_roots
+from qlam.data.sources import GZ_FOLDERS, IDX_FILES
+
+for root in candidate_roots(None):
+    for sub in GZ_FOLDERS["MNIST"]:
+        if all((root / sub / f"{name}.gz").is_file() for name in IDX_FILES):
+            print(root / sub)
+            raise SystemExit
+EOF
+)"
 if [ -z "$found" ]; then
-  echo "gpu_bundle: no MNIST .gz files found (looked in \$QLAM_DATA, ../shared/data/mnist, /usr/share/datasets/mnist);" \
+  echo "gpu_bundle: no MNIST .gz files in qlam's data roots (\$QLAM_DATA, ../shared/data, /usr/share/datasets);" \
        "gpu_check's training step will fail without them" >&2
   exit 1
 fi
-for f in $files; do cp "$found/$f.gz" "$bundle.tmp/mnist/"; done
+cp "$found"/*-ubyte.gz "$bundle.tmp/mnist/"
 echo "gpu_bundle: MNIST from $found"
 
 cp scripts/gpu_bundle_run.sh "$bundle.tmp/run.sh"

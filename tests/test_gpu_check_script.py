@@ -1,8 +1,10 @@
-"""scripts/gpu_check.sh on a machine without a GPU: its step groups (QLAM_GPU_STEPS) and its preflight.
+"""scripts/gpu_check.sh on a machine without a GPU: its step groups (QLAM_GPU_STEPS), its preflight, and
+the bundle's runner (scripts/gpu_bundle_run.sh) that starts it on a GPU machine with no registry.
 
 The steps themselves need an NVIDIA GPU; these tests check what decides, before any of them, whether
-and which run: a bad group name stops the script at once with the allowed names, and without a GPU it
-stops saying what is missing, leaving no logs behind."""
+and which run: a bad group name stops the script at once with the allowed names, without a GPU it
+stops saying what is missing, leaving no logs behind, and on a fake GPU machine (tools that only
+record their calls) a chosen subset runs just its steps."""
 import os
 import re
 import shutil
@@ -77,8 +79,9 @@ RECORDING = 'echo "$(basename "$0") $*" >> "$QLAM_FAKE_CALLS"; echo "${QLAM_DATA
 
 
 def fake_gpu_machine(tmp_path):
-    """A PATH on which nvidia-smi sees a GPU, and python3, ncu and compute-sanitizer only record their
-    arguments: the script's flow without building or running anything."""
+    """An environment whose PATH has nvidia-smi seeing a GPU, and python3, ncu and compute-sanitizer that only
+    record their arguments (and QLAM_DATA): the script's flow without building or running anything. None of
+    this machine's qlam settings (environment, data, steps, logs) leak in. Returns (env, calls file)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in {**FAKE_TOOLS, **{n: RECORDING for n in ("python3", "python", "ncu", "compute-sanitizer")}}.items():
@@ -86,17 +89,18 @@ def fake_gpu_machine(tmp_path):
         tool.write_text("#!/bin/sh\n" + body)
         tool.chmod(0o755)
     calls = tmp_path / "calls.txt"
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "QLAM_FAKE_CALLS": str(calls)}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QLAM_ENV", "VIRTUAL_ENV", "QLAM_DATA", "QLAM_GPU_STEPS", "QLAM_GPU_LOG_DIR")}
+    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", HOME=str(tmp_path / "home"), QLAM_FAKE_CALLS=str(calls))
     return env, calls
 
 
 def script_calls(tmp_path, steps):
     env, calls = fake_gpu_machine(tmp_path)
-    full = {k: v for k, v in os.environ.items() if k not in ("QLAM_ENV", "VIRTUAL_ENV", "QLAM_GPU_STEPS")}
-    full.update(env, QLAM_GPU_LOG_DIR=str(tmp_path / "logs"))
+    env["QLAM_GPU_LOG_DIR"] = str(tmp_path / "logs")
     if steps is not None:
-        full["QLAM_GPU_STEPS"] = steps
-    result = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=full, capture_output=True, text=True, timeout=120)
+        env["QLAM_GPU_STEPS"] = steps
+    result = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return calls.read_text().splitlines(), (tmp_path / "logs" / "summary.md").read_text()
 
@@ -132,9 +136,8 @@ def test_the_bundle_runner_installs_offline_and_points_gpu_check_at_its_data(tmp
     (bundle / "mnist").mkdir()
     shutil.copy(ROOT / "scripts" / "gpu_bundle_run.sh", bundle / "run.sh")
     env, calls = fake_gpu_machine(tmp_path)
-    full = {k: v for k, v in os.environ.items() if k not in ("QLAM_ENV", "VIRTUAL_ENV", "QLAM_DATA", "QLAM_GPU_LOG_DIR")}
-    full.update(env, OUT=str(tmp_path / "out"), QLAM_GPU_STEPS="register")
-    result = subprocess.run(["bash", str(bundle / "run.sh")], cwd=tmp_path, env=full, capture_output=True, text=True,
+    env.update(OUT=str(tmp_path / "out"), QLAM_GPU_STEPS="register")
+    result = subprocess.run(["bash", str(bundle / "run.sh")], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gpu_check rc=0" in result.stdout

@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <utility>
 
 namespace qlam {
 namespace {
@@ -198,9 +199,23 @@ void flush_l2(const Tensor& like) {
   at::empty({2 * l2}, like.options().dtype(at::kByte)).fill_(1);
 }
 
-const char* const kProbes =
-    "ffma, ffma_ilp, shfl, shfl_checked, shfl_unchecked, syncwarp, sync_phase, lds, chase, stream, "
-    "stream_prefetch_l2";
+enum class Probe { Ffma, FfmaIlp, Shfl, ShflChecked, ShflUnchecked, Syncwarp, SyncPhase, Lds, Chase, Stream,
+                   StreamPrefetchL2 };
+// Every probe by name, once: the op's dispatch and its error message both come from this table.
+constexpr std::pair<const char*, Probe> kProbes[] = {
+    {"ffma", Probe::Ffma}, {"ffma_ilp", Probe::FfmaIlp}, {"shfl", Probe::Shfl},
+    {"shfl_checked", Probe::ShflChecked}, {"shfl_unchecked", Probe::ShflUnchecked},
+    {"syncwarp", Probe::Syncwarp}, {"sync_phase", Probe::SyncPhase}, {"lds", Probe::Lds},
+    {"chase", Probe::Chase}, {"stream", Probe::Stream}, {"stream_prefetch_l2", Probe::StreamPrefetchL2}};
+
+Probe find_probe(const std::string& name) {
+  std::string names;
+  for (const auto& [known, probe] : kProbes) {
+    if (name == known) return probe;
+    names += (names.empty() ? "" : ", ") + std::string(known);
+  }
+  TORCH_CHECK(false, "qlam._latency_probe: unknown probe '", name, "'; the probes are ", names);
+}
 
 // buffer: the chase's next-entry indices (int64, each in [0, numel); with warm = 0 L2 is flushed
 // first), the stream's data (float32, L2 flushed first,
@@ -211,11 +226,9 @@ const char* const kProbes =
 Tensor latency_probe_cuda(const Tensor& buffer, c10::string_view probe_view, int64_t steps, int64_t warm,
                           int64_t work) {
   const std::string probe(probe_view);
-  const bool chase = probe == "chase", stream = probe == "stream" || probe == "stream_prefetch_l2";
-  const bool unrolled = probe == "ffma" || probe == "ffma_ilp" || probe == "shfl" || probe == "shfl_checked" ||
-                        probe == "shfl_unchecked" || probe == "syncwarp" || probe == "sync_phase" || probe == "lds" ||
-                        chase;
-  TORCH_CHECK(unrolled || stream, "qlam._latency_probe: unknown probe '", probe, "'; the probes are ", kProbes);
+  const Probe kind = find_probe(probe);
+  const bool chase = kind == Probe::Chase, stream = kind == Probe::Stream || kind == Probe::StreamPrefetchL2;
+  const bool unrolled = !stream;
   TORCH_CHECK(steps >= 1 && steps <= (int64_t(1) << 26), "qlam._latency_probe: steps must be in [1, 2**26], got ",
               steps);
   TORCH_CHECK(!unrolled || steps % kUnroll == 0, "qlam._latency_probe: probe '", probe,
@@ -255,27 +268,27 @@ Tensor latency_probe_cuda(const Tensor& buffer, c10::string_view probe_view, int
                 kLineFloats, " = ", (steps + 1) * kLineFloats, " values, got ", buffer.scalar_type(), " with ",
                 buffer.numel());
     flush_l2(buffer);
-    if (probe == "stream") {
+    if (kind == Probe::Stream) {
       probe_stream_kernel<false><<<1, kWarp, 0, stream_>>>(buffer.data_ptr<float>(), steps, work, a, b, group, o);
     } else {
       probe_stream_kernel<true><<<1, kWarp, 0, stream_>>>(buffer.data_ptr<float>(), steps, work, a, b, group, o);
     }
-  } else if (probe == "ffma") {
-    probe_ffma_kernel<<<1, kWarp, 0, stream_>>>(rounds, a, b, o);
-  } else if (probe == "ffma_ilp") {
-    probe_ffma_ilp_kernel<<<1, kWarp, 0, stream_>>>(rounds, a, b, o);
-  } else if (probe == "shfl") {
-    probe_shfl_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, o);
-  } else if (probe == "shfl_checked") {
-    probe_shfl_after_loop_kernel<true><<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
-  } else if (probe == "shfl_unchecked") {
-    probe_shfl_after_loop_kernel<false><<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
-  } else if (probe == "syncwarp") {
-    probe_syncwarp_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, o);
-  } else if (probe == "sync_phase") {
-    probe_sync_phase_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
   } else {
-    probe_lds_kernel<<<1, kWarp, 0, stream_>>>(rounds, o);
+    switch (kind) {
+      case Probe::Ffma: probe_ffma_kernel<<<1, kWarp, 0, stream_>>>(rounds, a, b, o); break;
+      case Probe::FfmaIlp: probe_ffma_ilp_kernel<<<1, kWarp, 0, stream_>>>(rounds, a, b, o); break;
+      case Probe::Shfl: probe_shfl_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, o); break;
+      case Probe::ShflChecked:
+        probe_shfl_after_loop_kernel<true><<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
+        break;
+      case Probe::ShflUnchecked:
+        probe_shfl_after_loop_kernel<false><<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o);
+        break;
+      case Probe::Syncwarp: probe_syncwarp_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, o); break;
+      case Probe::SyncPhase: probe_sync_phase_kernel<<<1, kWarp, 0, stream_>>>(rounds, group, kWarp, o); break;
+      case Probe::Lds: probe_lds_kernel<<<1, kWarp, 0, stream_>>>(rounds, o); break;
+      default: TORCH_CHECK(false, "qlam._latency_probe: probe '", probe, "' has no launch");  // chase, stream: above
+    }
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
